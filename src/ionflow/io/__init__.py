@@ -1,0 +1,1 @@
+"""File IO: atomic writes, trajectory readers, units."""
