@@ -1,0 +1,22 @@
+# ionflow workflow: DFT MD data -> dataset -> close-pair frames -> Allegro ensemble -> LAMMPS MD
+# -> tracer/full conductivity -> Arrhenius; plus the PES screening branch.
+# Run: `snakemake --cores 2` (demo config), `snakemake --profile profiles/slurm` (cluster).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),
