@@ -70,9 +70,40 @@ def beta_li3po4() -> "Atoms":
     )
 
 
+_BETA_LPS_CELL = [12.8190, 8.2195, 6.1236, 90, 90, 90]  # Homma et al. 2011, 637 K (ICSD 180319)
+_BETA_LPS_COORDS = {
+    # site: (approximate literature values, 7net-0 fixed-cell relaxed in the experimental cell)
+    "P  4c": ((0.0877, 0.25, 0.1686), (0.0892, 0.25, 0.1549)),
+    "S1 8d": ((0.1620, 0.0459, 0.2925), (0.1548, 0.0393, 0.2738)),
+    "S2 4c": ((0.9309, 0.25, 0.2617), (0.9381, 0.25, 0.2817)),
+    "S3 4c": ((0.0920, 0.25, 0.8308), (0.0970, 0.25, 0.8229)),
+    "Li1 8d": ((0.3356, 0.0289, 0.3445), (0.3357, 0.0331, 0.3886)),
+    "Li2 4b": ((0.0, 0.0, 0.5), (0.0, 0.0, 0.5)),
+}
+
+
+def beta_li3ps4(coords: str = "relaxed") -> "Atoms":
+    """Ordered beta-Li3PS4 model, Pnma, 32 atoms (Li on 8d + 4b; the experimental phase is
+    Li-disordered over 8d/4b/4c), cell of Homma et al., Solid State Ionics 182, 53 (2011).
+
+    CAUTION (see /work/shared/notes/structures): the P/S/Li coordinates could not be checked
+    against the paper/ICSD offline. coords="relaxed" (default) are those after a
+    symmetry-constrained fixed-cell SevenNet-0 relaxation in the experimental cell (P-S
+    2.04-2.07 A, Li-S >= 2.42 A); coords="initial" are approximate literature values with one
+    short Li-S contact (2.25 A). Replace with a CIF (ase.io.read) when one is available.
+    """
+    from ase.spacegroup import crystal
+
+    idx = {"initial": 0, "relaxed": 1}[coords]
+    symbols = [k.split()[0].rstrip("0123456789") for k in _BETA_LPS_COORDS]
+    basis = [v[idx] for v in _BETA_LPS_COORDS.values()]
+    return crystal(symbols=symbols, basis=basis, spacegroup=62, cellpar=_BETA_LPS_CELL)
+
+
 BUILDERS = {
     "gamma-Li3PO4": gamma_li3po4,
     "beta-Li3PO4": beta_li3po4,
+    "beta-Li3PS4": beta_li3ps4,
 }
 
 # expected values used by check(): formula, density window (g/cm3), bond windows (A)
@@ -81,8 +112,11 @@ EXPECTED = {
                          bonds={"O-P": (1.50, 1.58), "Li-O": (1.85, 2.2)}),
     "beta-Li3PO4": dict(formula="Li6O8P2", density=(2.42, 2.52),
                         bonds={"O-P": (1.50, 1.58), "Li-O": (1.85, 2.2)}),
+    "beta-Li3PS4": dict(formula="Li12P4S16", density=(1.80, 1.90),
+                        bonds={"P-S": (1.98, 2.12), "Li-S": (2.30, 2.6)}),
 }
-EXPECTED_SPACEGROUP = {"gamma-Li3PO4": "Pnma (62)", "beta-Li3PO4": "Pmn2_1 (31)"}
+EXPECTED_SPACEGROUP = {"gamma-Li3PO4": "Pnma (62)", "beta-Li3PO4": "Pmn2_1 (31)",
+                       "beta-Li3PS4": "Pnma (62)"}
 
 # --------------------------------------------------------------------------- geometry utilities
 
