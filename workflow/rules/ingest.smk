@@ -18,7 +18,7 @@ rule ingest_source:
     input:
         lambda wc: ingest_source(wc)["path"],
     output:
-        temp(f"{RESULTS}/dataset/sources/{{structure}}/source{{i}}.extxyz"),
+        f"{RESULTS}/dataset/sources/{{structure}}/source{{i}}.extxyz",
     params:
         fmt=lambda wc: ingest_source(wc).get("format", "auto"),
         temperature=lambda wc: (
