@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.stage:
         parser.print_help()
         return 2
+    if os.environ.get("SLURM_JOB_ID"):  # job logs show which scheduler job wrote them
+        print(f"ionflow {args.stage}: running in SLURM job {os.environ['SLURM_JOB_ID']}", file=sys.stderr)
     try:
         rc = args._run(args)
     except IonflowError as exc:

@@ -73,6 +73,7 @@ def provenance(
         "inputs": {str(p): file_sha256(p) for p in inputs if Path(p).is_file()},
         "options": options or {},
         "seeds": seeds or {},
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
     rec.update(extra)
     return rec
