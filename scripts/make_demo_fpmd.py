@@ -124,7 +124,7 @@ def run_combo(ground_state, calc, structure: str, temperature: float, out_path, 
     from ase import units
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     out_path = Path(out_path)
     part = out_path.with_name(out_path.name.removesuffix(".gz") + ".part")
@@ -153,7 +153,7 @@ def run_combo(ground_state, calc, structure: str, temperature: float, out_path, 
     else:
         atoms = ground_state.copy()
         atoms.info.clear()
-        MaxwellBoltzmannDistribution(atoms, temperature_K=2.0 * temperature, rng=rng)
+        thermalize_momenta(atoms, 2.0 * temperature, rng=rng)
         Stationary(atoms)
         step = 0
     atoms.calc = calc
@@ -208,8 +208,8 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--structures", nargs="+", default=["S1", "S2"])
     ap.add_argument("--temperatures", nargs="+", type=float, default=[100.0, 400.0, 600.0, 900.0])
-    ap.add_argument("--frames", type=int, default=20, help="frames saved per (structure, T)")
-    ap.add_argument("--stride", "--steps-per-frame", dest="stride", type=int, default=12,
+    ap.add_argument("--frames", type=int, default=16, help="frames saved per (structure, T)")
+    ap.add_argument("--stride", "--steps-per-frame", dest="stride", type=int, default=10,
                     help="MD steps between saved frames")
     ap.add_argument("--equil-steps", type=int, default=60, help="MD steps before the first frame")
     ap.add_argument("--dt-fs", type=float, default=2.0)

@@ -53,7 +53,8 @@ def _check_contract(frames, structure: str, temperature: float) -> None:
 @pytest.mark.parametrize("name", sorted(st.BUILDERS))
 def test_builders_match_published_structures(name):
     rep = st.check(name, st.BUILDERS[name]())
-    assert rep["min_dist"]["O-P"] == pytest.approx(1.54, abs=0.01)
+    if "O-P" in rep["min_dist"]:  # the Li3PO4 polymorphs: published P-O 1.534 / 1.540 A
+        assert rep["min_dist"]["O-P"] == pytest.approx(1.54, abs=0.01)
 
 
 def test_void_sites_are_open_and_separated():
@@ -150,7 +151,7 @@ def test_shipped_fpmd_frames(name, temp):
     assert all(f.get_chemical_formula() == "Li52O64P12Si4" for f in frames)
     assert min(st.min_pair_distance(f) for f in frames) > 1.2
     # kinetic temperature of 132 atoms fluctuates by ~ T*sqrt(2/(3N)) = 7 %; the mean over the
-    # frames must be within 5 standard errors (frames 24 fs apart are correlated: n_eff = n/4)
+    # frames must be within 5 standard errors (frames 20 fs apart are correlated: n_eff = n/4)
     tk = np.array([f.info["md_temperature_K"] for f in frames])
     sem = temp * np.sqrt(2 / (3 * len(frames[0]))) / np.sqrt(len(tk) / 4)
     assert abs(tk.mean() - temp) < 5 * sem, (tk.mean(), temp)
