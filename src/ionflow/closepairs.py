@@ -92,8 +92,8 @@ def derive_limits(
     within the cutoff get ``floor = None`` unless overridden.
     """
     lo, hi = floor_clip
-    floor_overrides = dict(floor_overrides or {})
-    dmax_overrides = dict(dmax_overrides or {})
+    floor_overrides = {pair_name(*k.split("-")): v for k, v in (floor_overrides or {}).items()}
+    dmax_overrides = {pair_name(*k.split("-")): v for k, v in (dmax_overrides or {}).items()}
     limits: dict[str, dict] = {}
     for a in range(len(species)):
         for b in range(a, len(species)):
