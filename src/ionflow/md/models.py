@@ -1,0 +1,123 @@
+"""Ensemble members as the train stage describes them (ensemble.json + one manifest.json per member).
+
+ensemble.json = {"members": [{"name": ..., "manifest": "results/models/<member>/manifest.json"}]}
+manifest.json = {"member", "type_names", "r_max", "package", "compiled": {"ase": ..., "pair_allegro": ...}}
+with model paths relative to the manifest's directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    manifest: Path
+    type_names: tuple[str, ...]
+    r_max: float
+    ase_model: Path | None           # .nequip.pt2 compiled for the ASE calculator
+    pair_allegro_model: Path | None  # .nequip.pt2 compiled for LAMMPS pair_style allegro
+
+    def require_ase(self) -> Path:
+        if self.ase_model is None:
+            raise InputError(self.manifest, "no ASE-compiled model (needed by the python engine)", "compiled.ase")
+        if not self.ase_model.is_file():
+            raise InputError(self.manifest, f"compiled model {self.ase_model} does not exist", "compiled.ase")
+        return self.ase_model
+
+    def require_pair_allegro(self) -> Path:
+        if self.pair_allegro_model is None:
+            raise InputError(self.manifest, "no pair_allegro-compiled model (needed by the lammps-command "
+                                            "engine)", "compiled.pair_allegro")
+        return self.pair_allegro_model
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path) as fh:
+            obj = json.load(fh)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(obj, dict):
+        raise InputError(path, "expected a JSON object")
+    return obj
+
+
+def load_member(manifest: str | Path) -> Member:
+    """Read one member manifest; paths inside are resolved against its directory."""
+    manifest = Path(manifest)
+    m = _read_json(manifest)
+    for key in ("type_names", "compiled"):
+        if key not in m:
+            raise InputError(manifest, "missing", key)
+    types = m["type_names"]
+    if not (isinstance(types, list) and types and all(isinstance(t, str) for t in types)):
+        raise InputError(manifest, "must be a non-empty list of species names", "type_names")
+    compiled = m["compiled"]
+    if not isinstance(compiled, dict):
+        raise InputError(manifest, "must be an object {target: path}", "compiled")
+    base = manifest.parent
+
+    def rel(key):
+        p = compiled.get(key)
+        return (base / p) if p else None
+
+    try:
+        r_max = float(m.get("r_max", "nan"))
+    except (TypeError, ValueError):
+        raise InputError(manifest, "must be a number", "r_max") from None
+    return Member(
+        name=str(m.get("member") or base.name),
+        manifest=manifest,
+        type_names=tuple(types),
+        r_max=r_max,
+        ase_model=rel("ase"),
+        pair_allegro_model=rel("pair_allegro"),
+    )
+
+
+def load_ensemble(path: str | Path) -> list[Member]:
+    """All members listed in ensemble.json (manifest paths relative to the working directory,
+    or to the ensemble file's directory when that is where they exist)."""
+    path = Path(path)
+    ens = _read_json(path)
+    members = ens.get("members")
+    if not isinstance(members, list) or not members:
+        raise InputError(path, "must be a non-empty list", "members")
+    out = []
+    for i, entry in enumerate(members):
+        if not isinstance(entry, dict) or "manifest" not in entry:
+            raise InputError(path, "each member needs a 'manifest' path", f"members[{i}]")
+        mpath = Path(entry["manifest"])
+        if not mpath.is_absolute() and not mpath.exists() and (path.parent / mpath).exists():
+            mpath = path.parent / mpath
+        if not mpath.exists():
+            raise InputError(path, f"manifest {mpath} does not exist", f"members[{i}].manifest")
+        member = load_member(mpath)
+        name = entry.get("name")
+        if name and name != member.name:
+            member = Member(name, member.manifest, member.type_names, member.r_max, member.ase_model,
+                            member.pair_allegro_model)
+        out.append(member)
+    return out
+
+
+def load_calculator(member: Member):
+    """ASE calculator of a member's ASE-compiled model on the CPU (one torch thread)."""
+    import torch
+    from nequip.integrations.ase import NequIPCalculator
+
+    torch.set_num_threads(1)
+    path = member.require_ase()
+    try:
+        return NequIPCalculator.from_compiled_model(str(path), device="cpu",
+                                                    chemical_species_to_atom_type_map=True)
+    except Exception as exc:  # a corrupt or foreign .pt2 gives many exception types
+        raise InputError(path, f"cannot load compiled model ({type(exc).__name__}: {exc})") from None

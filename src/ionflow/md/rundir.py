@@ -1,0 +1,223 @@
+"""Run directory bookkeeping: what a run has written, resuming, trimming outputs to a restart step.
+
+Layout of results/md/{structure}/{member}/{T}K/seed{s}/ (both engines):
+  start.data                 LAMMPS data file of the starting structure (types = model type order)
+  run.json                   what this run is (settings, inputs, seed): a resume must match it
+  in.lammps                  the LAMMPS input (cluster engine; the python engine writes it for the record)
+  log.lammps                 LAMMPS log (appended on resume)
+  thermo_equilibration.dat   step temp pe ke etotal press vol (equilibration)
+  thermo.dat                 same columns, production (step 0 = first dumped frame)
+  dump.lammpstrj             production frames, `ITEM: ATOMS id element xu yu zu`, sorted by id
+  restart.<phase>.<step>.lmp latest restart (renamed into place only when complete)
+  disagreement.dat           step max_dev mean_dev energy_std_per_atom (python engine, >1 member)
+  candidates.extxyz          frames whose ensemble force deviation exceeds the trust threshold
+  status.json                written last: ok | failed (+ reason, step)
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from pathlib import Path
+
+from .script import DUMP, PHASES, THERMO, THERMO_COLUMNS
+
+STATUS = "status.json"
+RUN_JSON = "run.json"
+DISAGREEMENT = "disagreement.dat"
+CANDIDATES = "candidates.extxyz"
+LOG = "log.lammps"
+INPUT = "in.lammps"
+ERROR_TXT = "callback_error.txt"
+
+_RESTART_RE = re.compile(r"^restart\.(equilibration|production)\.(\d+)\.lmp$")
+_FRAME_RE = re.compile(rb"ITEM: TIMESTEP\n(\d+)\n")
+_HEADER_RE = re.compile(rb"ITEM: TIMESTEP(?:\n(\d+)\n)?")
+
+
+def latest_restart(run_dir: Path) -> tuple[str, int] | None:
+    """(phase, step) of the most advanced complete restart file, or None."""
+    best = None
+    for p in run_dir.glob("restart.*.lmp"):
+        m = _RESTART_RE.match(p.name)
+        if m:
+            key = (PHASES.index(m.group(1)), int(m.group(2)))
+            if best is None or key > best:
+                best = key
+    return (PHASES[best[0]], best[1]) if best else None
+
+
+def output_files(run_dir: Path) -> list[Path]:
+    names = [STATUS, DUMP, LOG, INPUT, DISAGREEMENT, CANDIDATES, ERROR_TXT, *THERMO.values()]
+    files = [run_dir / n for n in names]
+    files += [p for p in run_dir.glob("restart.*.lmp*")]
+    return [p for p in files if p.exists()]
+
+
+def clean(run_dir: Path) -> None:
+    """Remove everything a previous run wrote (a fresh start)."""
+    for p in output_files(run_dir):
+        p.unlink()
+
+
+def trim_dump(path: Path, before_step: int) -> int:
+    """Cut a text dump at its first frame with timestep >= before_step, or at a frame header cut
+    short by a kill. Frames before a restart step are complete (the restart is written after them).
+    Returns the number of frames kept."""
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    with open(path, "r+b") as fh:
+        mm = mmap.mmap(fh.fileno(), 0)
+        try:
+            cut, kept = None, 0
+            for m in _HEADER_RE.finditer(mm):
+                step = m.group(1)
+                if not step or int(step) >= before_step:
+                    cut = m.start()
+                    break
+                kept += 1
+        finally:
+            mm.close()
+        if cut is not None:
+            fh.truncate(cut)
+    return kept
+
+
+def trim_table(path: Path, before_step: int) -> None:
+    """Keep comment lines and rows whose first column (step) is < before_step."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break  # partial last line of a killed job
+        s = line.strip()
+        if not s or s.startswith("#"):
+            keep.append(line)
+            continue
+        try:
+            step = int(float(s.split()[0]))
+        except ValueError:
+            continue
+        if step < before_step:
+            keep.append(line)
+    path.write_text("".join(keep))
+
+
+def normalize_table(path: Path, header_line: str | None = None) -> None:
+    """One header, one row per step (rows repeated at segment/resume boundaries are dropped);
+    `header_line` replaces the header."""
+    if not path.exists():
+        return
+    header, rows, seen = [], [], set()
+    for line in path.read_text().splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("#"):
+            if not rows and line not in header:
+                header.append(line)
+            continue
+        step = int(float(s.split()[0]))
+        if step in seen:
+            continue
+        seen.add(step)
+        rows.append(line)
+    if header_line is not None:
+        header = [header_line]
+    path.write_text("\n".join(header + rows) + "\n")
+
+
+def trim_extxyz(path: Path, before_step: int) -> None:
+    """Keep the frames of an extxyz file whose `step=` info is < before_step."""
+    if not path.exists():
+        return
+    from ase.io import read, write
+
+    try:
+        frames = read(path, index=":", format="extxyz")
+    except Exception:  # a killed write leaves a partial frame: keep what parses frame by frame
+        frames = _read_complete_extxyz(path)
+    kept = [a for a in frames if int(a.info.get("step", -1)) < before_step]
+    if kept:
+        write(path, kept, format="extxyz")
+    else:
+        path.unlink()
+
+
+def _read_complete_extxyz(path: Path):
+    from io import StringIO
+
+    from ase.io import read
+
+    lines = path.read_text().splitlines(keepends=True)
+    frames, i = [], 0
+    while i < len(lines):
+        try:
+            n = int(lines[i])
+        except ValueError:
+            break
+        block = lines[i:i + n + 2]
+        if len(block) < n + 2:
+            break
+        try:
+            frames.append(read(StringIO("".join(block)), format="extxyz"))
+        except Exception:
+            break
+        i += n + 2
+    return frames
+
+
+def prepare_resume(run_dir: Path, phase: str, step: int) -> None:
+    """Trim every output to what an uninterrupted run has written when it reaches (phase, step)."""
+    if phase == "equilibration":
+        trim_table(run_dir / THERMO["equilibration"], step)
+        for name in (DUMP, THERMO["production"], DISAGREEMENT, CANDIDATES):
+            p = run_dir / name
+            if p.exists():
+                p.unlink()
+    else:
+        trim_dump(run_dir / DUMP, step)
+        trim_table(run_dir / THERMO["production"], step)
+        trim_table(run_dir / DISAGREEMENT, step)
+        trim_extxyz(run_dir / CANDIDATES, step)
+    for p in run_dir.glob("restart.*.lmp.tmp"):
+        p.unlink()
+    for p in run_dir.glob("restart.*.lmp"):
+        m = _RESTART_RE.match(p.name)
+        if m and (m.group(1), int(m.group(2))) != (phase, step):
+            p.unlink()
+    status = run_dir / STATUS
+    if status.exists():
+        status.unlink()
+
+
+def finalize_tables(run_dir: Path) -> None:
+    for name in THERMO.values():
+        normalize_table(run_dir / name, "# " + " ".join(THERMO_COLUMNS))
+    normalize_table(run_dir / DISAGREEMENT)
+
+
+def dump_frame_count(path: Path) -> int:
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            return sum(1 for _ in _FRAME_RE.finditer(mm))
+        finally:
+            mm.close()
+
+
+def last_table_step(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    last = None
+    for line in path.read_text().splitlines():
+        s = line.strip()
+        if s and not s.startswith("#"):
+            try:
+                last = int(float(s.split()[0]))
+            except ValueError:
+                pass
+    return last
