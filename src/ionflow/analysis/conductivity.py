@@ -140,16 +140,19 @@ def load_run(path, species: list[str], charges: dict[str, float], *, reference: 
         q_all = np.zeros(len(sym))
         q_all[mob_idx] = [charges.get(s, 1.0) for s in sym[mob_idx]]
     q_tot = q_all.sum()
+    if w is not None:
+        w_full = np.zeros(len(sym))
+        w_full[fw_idx] = w
 
     mob, coll, vol, ts, fwc = [], [], [], [], []
     for chunk in reader:
         pos = chunk.positions
         if w is not None:
-            r_f = np.einsum("fni,n->fi", pos[:, fw_idx], w)
+            r_f = np.matmul(w_full, pos)          # (n,) @ (f, n, 3) -> (f, 3), BLAS
         else:
             r_f = np.zeros((pos.shape[0], 3))
         mob.append(pos[:, mob_idx] - r_f[:, None, :])
-        coll.append(np.einsum("fni,n->fi", pos, q_all) - q_tot * r_f)
+        coll.append(np.matmul(q_all, pos) - q_tot * r_f)
         vol.append(np.abs(np.linalg.det(chunk.cells)))
         if chunk.timesteps is not None:
             ts.append(chunk.timesteps)
