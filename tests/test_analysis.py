@@ -472,3 +472,21 @@ def test_cli_pipeline_arrhenius_from_walkers(tmp_path, capsys):
         f = g[kind]
         assert abs(f["Ea_eV"]["mean"] - Ea) < stats.norm.ppf(0.9995) * f["Ea_eV"]["sem"], f["Ea_eV"]
     assert g["diffusion"]["D0_cm2_s"]["mean"] > 0
+
+
+def test_two_mobile_species_tracer_sums_charges(tmp_path, capsys):
+    """Li (+1) and Na (+2) walkers with the same D: sigma_tr = pref * D * (N_Li + 4 N_Na)."""
+    sym, pos, cell = synthetic.walkers(2500, n_mobile=24, n_framework=8, D_A2_fs=D, dt_fs=DT, cell=CELL, seed=77)
+    sym = sym.copy()
+    sym[:8] = "Na"
+    p = tmp_path / "mix.lammpstrj"
+    synthetic.write_lammps_dump(p, sym, pos, cell)
+    o = tmp_path / "mix.json"
+    rc, _, err = cli(["conductivity", str(p), "--species", "Li,Na", "--charge", "Na=2", "--temperature", "600",
+                      "--dt-fs", "10", "--blocks", "10", "-o", str(o)], capsys)
+    assert rc == 0, err
+    res = json.loads(o.read_text())
+    assert res["n_mobile"] == 24 and res["species"] == ["Li", "Na"] and res["charges"]["Na"] == 2.0
+    assert set(res["D_tracer_by_species_cm2_s"]) == {"Li", "Na"}
+    expect = sigma_prefactor(float(np.prod(CELL)), T_K) * D * (16 + 4 * 8)
+    within(res["sigma_tracer_S_cm"], res["variance_components"]["sigma_tracer_S_cm"], expect, 0.1)

@@ -241,3 +241,27 @@ run 400
     # atoms really crossed the cell
     assert np.ptp(u.positions[:, :, 0], axis=0).max() > 8.0
     np.testing.assert_allclose(w.positions, u.positions, atol=1e-4)  # %g: 6 significant digits
+
+
+@pytest.mark.parametrize("case", ["truncated", "nan", "count"])
+def test_malformed_extxyz(tmp_path, case):
+    from ase import Atoms
+    from ase.io import write
+
+    rng = np.random.default_rng(0)
+    frames = [Atoms("Li2O", positions=rng.uniform(0, 5, (3, 3)), cell=[5, 5, 5], pbc=True) for _ in range(5)]
+    if case == "count":
+        frames[3] = Atoms("Li3O", positions=rng.uniform(0, 5, (4, 3)), cell=[5, 5, 5], pbc=True)
+    p = tmp_path / f"{case}.extxyz"
+    write(p, frames)
+    text = p.read_text()
+    if case == "truncated":
+        p.write_text(text[:-40])
+        _expect_error(p, "truncated or malformed")
+    elif case == "nan":
+        lines = text.splitlines(keepends=True)
+        lines[2] = lines[2].replace(lines[2].split()[1], "nan", 1)
+        p.write_text("".join(lines))
+        _expect_error(p, "NaN.*frame 0")
+    else:
+        _expect_error(p, "atom count changes from 3 to 4 at frame 3")
