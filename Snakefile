@@ -14,6 +14,9 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/closepairs.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:

@@ -33,7 +33,22 @@ def section(name):
     return config.get(name, {})
 
 
+#: per-stage target functions, defined by the included rule files, in data-flow order
+STAGE_TARGETS = (
+    "closepairs_targets",
+    "train_targets",
+    "validate_targets",
+    "md_targets",
+    "analysis_targets",
+    "screening_targets",
+    "figures_targets",
+)
+
+
 def all_targets():
-    """What `snakemake` (rule all) builds for the current config: grows as stages exist."""
+    """What `snakemake` (rule all) builds for the current config."""
     targets = [f"{RESULTS}/dataset/summary/summary.json"]
+    for name in STAGE_TARGETS:
+        if name in globals():
+            targets += globals()[name]()
     return targets
