@@ -254,7 +254,7 @@ def gather(paths) -> tuple[list, dict]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = (__doc__ or "").split("\n\n", 1)[1] if __doc__ else None
+    p.description = "\n\n".join(t for t in (p.description, (__doc__ or "").split("\n\n", 1)[-1]) if t)
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("inputs", nargs="+", type=Path,
                    help="FRAMES extxyz to label (one file); with --gather: the per-frame result files")
