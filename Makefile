@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 CORES ?= 2
 
-.PHONY: demo test venv system lint clean-results help
+.PHONY: demo test venv system lint clean-results help slurm-profile
 
 help:
 	@echo "make demo   # set up and run the built-in demo end to end"
@@ -43,6 +43,12 @@ test: system venv
 
 lint: venv
 	$(VENV)/bin/snakemake --lint
+
+# make `snakemake --profile slurm` find this repository's profile
+slurm-profile:
+	mkdir -p $(HOME)/.config/snakemake
+	ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm
+	@echo "linked $(HOME)/.config/snakemake/slurm -> $(CURDIR)/profiles/slurm"
 
 clean-results:
 	rm -rf results logs .snakemake benchmarks/snakemake
