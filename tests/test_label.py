@@ -169,7 +169,8 @@ def test_sevennet_labels_are_marked_surrogate_everywhere(sevennet_run):
         summary = json.loads((sevennet_run / f"{name}.json").read_text())
         assert summary["labels"] == "sevennet-0" and summary["note"] == note
         assert summary["provenance"]["labeler"] == "sevennet-0" and summary["provenance"]["note"] == note
-        assert (sevennet_run / f"{name}.failed.csv").read_text().startswith("label_index,")
+        assert (sevennet_run / f"{name}.failed.csv").read_text().splitlines() == [f"# {note}", ",".join(
+            ("label_index", "closepair_id", "structure", "pair", "target_distance", "status", "reason"))]
 
 
 def test_sevennet_values_and_stress_sign(sevennet_run):

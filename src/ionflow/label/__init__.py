@@ -178,8 +178,11 @@ def split_results(results) -> tuple[list, list[dict]]:
     return ok, failed
 
 
-def failed_csv(rows: list[dict]) -> str:
+def failed_csv(rows: list[dict], note: str | None = None) -> str:
+    """CSV of excluded frames; surrogate labels add a first comment line saying so."""
     buf = io.StringIO()
+    if note:
+        buf.write(f"# {note}\n")
     w = csv.DictWriter(buf, fieldnames=list(_FAILED_COLUMNS), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
@@ -193,7 +196,7 @@ def _write_outputs(args, ok: list, failed: list[dict], facts: dict, inputs: list
 
     failed_path = args.failed or args.output.with_name(args.output.stem + ".failed.csv")
     summary_path = args.summary or args.output.with_suffix(".json")
-    write_text(failed_path, failed_csv(failed))
+    write_text(failed_path, failed_csv(failed, facts.get("note")))
     if not ok:
         first = failed[0]["reason"] if failed else "no frames"
         raise IonflowError(f"{args.output}: every frame failed ({len(failed)}; first: {first}); "
