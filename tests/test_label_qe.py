@@ -8,7 +8,6 @@ the stress sign convention against pw.x's own pressure, restart safety, unconver
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -177,7 +176,7 @@ def test_command_with_launcher_runs(tmp_path):
     write(tmp_path / "frames.extxyz", bulk("Li2O", "fluorite", a=4.61))
     cfg = _engine_config(tmp_path / "label.yaml", ecutwfc=25, ecutrho=200, kspacing=None, conv_thr=1e-6)
     rc = main(["label", str(tmp_path / "frames.extxyz"), "-o", str(tmp_path / "l.extxyz"),
-               "--engine-config", str(cfg), "--qe-command", f"env OMP_NUM_THREADS=1 {os.path.basename('pw.x')}"])
+               "--engine-config", str(cfg), "--qe-command", "env OMP_NUM_THREADS=1 pw.x"])
     assert rc == 0
     rec = json.loads((tmp_path / "qe_work" / "frame_00000" / "result.json").read_text())
     assert rec["status"] == "ok" and rec["command"].startswith("env OMP_NUM_THREADS=1 pw.x")
