@@ -178,3 +178,55 @@ def test_split_is_reproducible_stratified_and_holds_out_temperatures():
 def test_input_error_names_file_and_field():
     with pytest.raises(InputError, match=r"^x\.out \[energy\]: boom$"):
         raise InputError("x.out", "boom", field="energy")
+
+
+def _vasprun_xml(steps, symbols, cell) -> str:
+    """A minimal vasprun.xml in VASP's layout (VASP cannot run here): energies eV, forces eV/Å,
+    stress in kB with VASP's sign (positive = compressive, like pressure)."""
+    def varray(name, rows):
+        return f'<varray name="{name}">' + "".join(
+            "<v>" + " ".join(f"{x:.10f}" for x in r) + "</v>" for r in rows) + "</varray>"
+
+    def structure(scaled, name=None):
+        attr = f' name="{name}"' if name else ""
+        return (f"<structure{attr}><crystal>{varray('basis', cell)}</crystal>"
+                f"{varray('positions', scaled)}</structure>")
+
+    atoms = "".join(f"<rc><c>{s}</c><c>1</c></rc>" for s in symbols)
+    calcs = "".join(
+        f"<calculation>{structure(sp)}{varray('forces', f)}{varray('stress', s)}"
+        f"<scstep><energy><i name=\"e_fr_energy\">{e:.8f}</i><i name=\"e_0_energy\">{e:.8f}</i></energy></scstep>"
+        f"<energy><i name=\"e_fr_energy\">{e:.8f}</i></energy></calculation>"
+        for sp, f, s, e in steps)
+    return (f'<?xml version="1.0" encoding="ISO-8859-1"?><modeling>'
+            f'<kpoints>{varray("kpointlist", [[0, 0, 0]])}{varray("weights", [[1.0]])}</kpoints>'
+            f'<parameters></parameters>'
+            f'<atominfo><atoms>{len(symbols)}</atoms><array name="atoms"><set>{atoms}</set></array></atominfo>'
+            f"{structure(steps[0][0], 'initialpos')}{calcs}</modeling>")
+
+
+def test_vasprun_xml_units_and_stress_sign(tmp_path):
+    cell = np.diag([4.0, 4.0, 4.0])
+    scaled = np.array([[0, 0, 0], [0.5, 0.5, 0.5]])
+    forces = np.array([[0.1, 0, 0], [-0.1, 0, 0]])
+    stress_kb = np.diag([10.0, 10.0, 10.0])  # VASP: +10 kB = compressed cell, pressure 1 GPa
+    steps = [(scaled, forces, stress_kb, -10.0), (scaled + 0.01, forces * 2, stress_kb, -9.5)]
+    path = tmp_path / "vasprun.xml"
+    path.write_text(_vasprun_xml(steps, ["Li", "O"], cell))
+    out = tmp_path / "d.extxyz"
+    assert cli(["ingest", str(path), "-o", str(out), "--structure", "v", "--temperature", "300"]) == 0
+    from ase.io import read
+
+    frames = read(out, ":")
+    assert [a.get_potential_energy() for a in frames] == pytest.approx([-10.0, -9.5])
+    np.testing.assert_allclose(frames[1].get_forces(), forces * 2)
+    # ASE convention: compressed cell -> negative stress; 10 kB = 1 GPa = 0.0062415 eV/Å3
+    np.testing.assert_allclose(frames[0].get_stress()[:3], -10 * 0.1 / 160.21766208, rtol=1e-6)
+
+
+def test_truncated_vasprun_is_one_clear_error(tmp_path, capsys):
+    path = tmp_path / "vasprun.xml"
+    path.write_text('<?xml version="1.0"?><modeling><atominfo>')
+    rc, err = _cli_error(["ingest", str(path), "-o", str(tmp_path / "d.extxyz"), "--structure", "v",
+                          "--temperature", "1"], capsys)
+    assert rc == 2 and str(path) in err[-1] and "vasp-xml" in err[-1]
