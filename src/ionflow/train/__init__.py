@@ -43,6 +43,7 @@ def _log(msg: str) -> None:
 def resolve_device(requested: str) -> str:
     import torch
 
+    torch.set_num_threads(1)  # this process only reads results; nequip-train gets OMP_NUM_THREADS
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():

@@ -142,8 +142,21 @@ def build(spec: dict, *, train_file: str, val_file: str, test_file: str, type_na
 
 
 def restart_key(cfg: dict) -> str:
-    """Hash of everything that must match for a checkpoint to be resumed (max_epochs/max_time may grow)."""
+    """Hash of everything that must match for a checkpoint to be resumed.
+
+    max_epochs/max_time may grow; the data files enter by content (sha256), not by path, so a
+    moved results tree still resumes.
+    """
+    from ..provenance import file_sha256
+
     c = json.loads(json.dumps(cfg))
     c["trainer"].pop("max_epochs", None)
     c["trainer"].pop("max_time", None)
+    for k in ("train_file_path", "val_file_path", "test_file_path"):
+        p = c["data"].get(k)
+        if isinstance(p, str):
+            try:
+                c["data"][k] = file_sha256(p)
+            except FileNotFoundError:
+                pass
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]

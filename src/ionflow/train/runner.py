@@ -89,7 +89,8 @@ def train(cfg: dict, config_dir: Path, run_dir: Path, *, env: dict, log) -> dict
         if old_key != key:
             log(f"run directory {run_dir} holds a run with another config (key {old_key} != {key}): starting fresh")
             shutil.rmtree(run_dir)
-        elif done.exists() and json.loads(done.read_text()).get("max_epochs") == cfg["trainer"]["max_epochs"]:
+        elif (done.exists() and json.loads(done.read_text()).get("max_epochs") == cfg["trainer"]["max_epochs"]
+              and (run_dir / "best.ckpt").is_file() and (run_dir / "test_pred_dataset0.xyz").is_file()):
             log(f"training already finished in {run_dir}: not retrained")
             return {"resumed_from": None, "skipped": True}
     run_dir.mkdir(parents=True, exist_ok=True)
