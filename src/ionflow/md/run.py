@@ -162,6 +162,7 @@ def run_md(spec: RunSpec) -> dict:
 
         outcome = run_cluster(spec, resume)
     rundir.finalize_tables(run_dir)
+    rundir.publish_dump(run_dir)
     status = _status(spec, outcome, resume, len(atoms))
     write_json(run_dir / rundir.STATUS, status)
     return status

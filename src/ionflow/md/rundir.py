@@ -8,6 +8,7 @@ Layout of results/md/{structure}/{member}/{T}K/seed{s}/ (both engines):
   thermo_equilibration.dat   step temp pe ke etotal press vol (equilibration)
   thermo.dat                 same columns, production (step 0 = first dumped frame)
   dump.lammpstrj             production frames, `ITEM: ATOMS id element xu yu zu`, sorted by id
+                             (written as dump.partial.lammpstrj while running, renamed at the end)
   restart.<phase>.<step>.lmp latest restart (renamed into place only when complete)
   disagreement.dat           step max_dev mean_dev energy_std_per_atom (python engine, >1 member)
   candidates.extxyz          frames whose ensemble force deviation exceeds the trust threshold
@@ -20,7 +21,7 @@ import mmap
 import re
 from pathlib import Path
 
-from .script import DUMP, PHASES, THERMO, THERMO_COLUMNS
+from .script import DUMP, DUMP_PARTIAL, PHASES, THERMO, THERMO_COLUMNS
 
 STATUS = "status.json"
 RUN_JSON = "run.json"
@@ -48,7 +49,7 @@ def latest_restart(run_dir: Path) -> tuple[str, int] | None:
 
 
 def output_files(run_dir: Path) -> list[Path]:
-    names = [STATUS, DUMP, LOG, INPUT, DISAGREEMENT, CANDIDATES, ERROR_TXT, *THERMO.values()]
+    names = [STATUS, DUMP, DUMP_PARTIAL, LOG, INPUT, DISAGREEMENT, CANDIDATES, ERROR_TXT, *THERMO.values()]
     files = [run_dir / n for n in names]
     files += [p for p in run_dir.glob("restart.*.lmp*")]
     return [p for p in files if p.exists()]
@@ -172,12 +173,17 @@ def prepare_resume(run_dir: Path, phase: str, step: int) -> None:
     """Trim every output to what an uninterrupted run has written when it reaches (phase, step)."""
     if phase == "equilibration":
         trim_table(run_dir / THERMO["equilibration"], step)
-        for name in (DUMP, THERMO["production"], DISAGREEMENT, CANDIDATES):
+        for name in (DUMP, DUMP_PARTIAL, THERMO["production"], DISAGREEMENT, CANDIDATES):
             p = run_dir / name
             if p.exists():
                 p.unlink()
     else:
-        trim_dump(run_dir / DUMP, step)
+        final, partial = run_dir / DUMP, run_dir / DUMP_PARTIAL
+        if final.exists() and not partial.exists():  # extending a finished run
+            final.rename(partial)
+        elif final.exists():
+            final.unlink()
+        trim_dump(partial, step)
         trim_table(run_dir / THERMO["production"], step)
         trim_table(run_dir / DISAGREEMENT, step)
         trim_extxyz(run_dir / CANDIDATES, step)
@@ -190,6 +196,13 @@ def prepare_resume(run_dir: Path, phase: str, step: int) -> None:
     status = run_dir / STATUS
     if status.exists():
         status.unlink()
+
+
+def publish_dump(run_dir: Path) -> None:
+    """The run has ended: its dump gets its final name."""
+    partial = run_dir / DUMP_PARTIAL
+    if partial.exists():
+        partial.replace(run_dir / DUMP)
 
 
 def finalize_tables(run_dir: Path) -> None:

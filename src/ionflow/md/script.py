@@ -22,6 +22,9 @@ from .settings import MDSettings, Thermostat
 
 PHASES = ("equilibration", "production")
 DUMP = "dump.lammpstrj"
+#: what LAMMPS writes while running; renamed to DUMP when the run ends (ok or failed), so a workflow
+#: manager that deletes declared outputs before rerunning a killed job never deletes the partial dump
+DUMP_PARTIAL = "dump.partial.lammpstrj"
 THERMO = {"production": "thermo.dat", "equilibration": "thermo_equilibration.dat"}
 DATA = "start.data"
 #: thermo columns written by fix ave/time (after the step column)
@@ -163,7 +166,7 @@ def build_script(
         ]
         if phase == "production":
             start += [
-                f"dump traj all custom {s.dump_every} {f(DUMP)} id element xu yu zu",
+                f"dump traj all custom {s.dump_every} {f(DUMP_PARTIAL)} id element xu yu zu",
                 f"dump_modify traj sort id element {' '.join(species)} format float %.{s.dump_precision}g "
                 "append yes flush yes",
             ]
