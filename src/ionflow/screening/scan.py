@@ -397,7 +397,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="eV; ensemble points with a larger member spread are flagged unreliable")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--batch-size", type=int,
-                   help="grid points per model call (default 1 on CPU where batching does not pay, 64 on GPU)")
+                   help="grid points per model call (default: GPU 64; CPU 8 for ensembles, 1 for SevenNet)")
     p.add_argument("--locality", choices=["auto", "on", "off"], default="auto",
                    help="ensemble: cut-out evaluation (verified at run time; auto falls back to full cells)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (one torch thread each)")
@@ -420,7 +420,9 @@ def run(args: argparse.Namespace) -> int:
     atoms = read_structure(args.structure)
     name = args.name or (args.structure.split(":", 1)[1] if args.structure.startswith("builtin:")
                          else Path(args.structure).stem)
-    batch = args.batch_size or (64 if _device(args.device).type == "cuda" else 1)
+    # CPU: SevenNet one by one (batching costs), Allegro cut-outs in small batches (best measured)
+    batch = args.batch_size or (64 if _device(args.device).type == "cuda"
+                                else 8 if args.calculator.startswith("ensemble:") else 1)
     # with worker processes every worker loads the models itself; the parent does not need them
     ev = None if args.workers > 1 else make_evaluator(args.calculator, device=args.device,
                                                        batch_size=batch, locality=args.locality)
