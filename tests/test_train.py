@@ -458,3 +458,21 @@ def test_killed_training_resumes_under_snakemake(tmp_path):
     first_epoch = min(int(r["epoch"]) for r in rows if r.get("val0_epoch/weighted_sum"))
     assert first_epoch in (killed_at, killed_at + 1)
     assert met["test_structures"] == ["S1"] and set(met["per_structure"]) == {"S1", "S2"}
+
+
+@pytest.mark.slow
+def test_early_stopping_and_learning_curve_member(tmp_path):
+    """patience=1 with an unreachable min_delta stops after 2 epochs (not max_epochs=50); the member
+    is a learning-curve member trained on a nested quarter of the training split."""
+    settings = json.dumps({"overrides": {"max_epochs": 50, "patience": 1, "min_delta": 10.0},
+                           "learning_curve": {"fractions": [0.25]}})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "ionflow.cli", "train", "--member", "lc-f0.25", "--settings",
+                          settings, "--dataset", str(TINY_DATASET), "--out-dir", str(tmp_path / "lc"),
+                          "--no-compile"], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    met = json.loads((tmp_path / "lc" / "metrics.json").read_text())
+    assert met["history"]["epochs_trained"] == 2
+    assert met["frames"]["frames"]["train"] == 9  # round(0.25 * 36)
+    man = json.loads((tmp_path / "lc" / "manifest.json").read_text())
+    assert man["train_fraction"] == 0.25 and man["compiled"] == {}
