@@ -16,7 +16,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/closepairs.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/md.smk"
+include: "workflow/rules/validate.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/screening.smk"
 
 
 rule all:

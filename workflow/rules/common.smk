@@ -37,7 +37,7 @@ def section(name):
 STAGE_TARGETS = (
     "closepairs_targets",
     "train_targets",
-    "validate_targets",
+    "validation_targets",
     "md_targets",
     "analysis_targets",
     "screening_targets",
