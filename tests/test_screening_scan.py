@@ -257,6 +257,38 @@ def test_single_ion_scan_has_no_ion_axis():
     assert not bool(out["symmetry_expand"])
 
 
+def test_interrupted_scan_resumes_from_checkpoint(tmp_path, capsys):
+    """An evaluator that dies after a few chunks leaves them in the checkpoint; the rerun reuses
+    them and gives exactly the uninterrupted result; the checkpoint is then removed."""
+    from ionflow.screening.calculators import EnsembleEvaluator
+
+    at = structures.beta_li3po4()
+    mb = _member(_allegro(seed=5))
+    kw = dict(grid_step=1.5, min_length=0.0, ions=[0], chunk=8, calculator_key="x")
+    ref = S.scan_structure(at, EnsembleEvaluator(members=[mb], batch_size=8), **kw)
+
+    class Dying(EnsembleEvaluator):
+        calls = 0
+
+        def energies(self, points):
+            Dying.calls += 1
+            if Dying.calls == 4:
+                raise KeyboardInterrupt
+            return super().energies(points)
+
+    ck = tmp_path / ".scan.npz.partial.npz"
+    with pytest.raises(KeyboardInterrupt):
+        S.scan_structure(at, Dying(members=[mb], batch_size=8), checkpoint=ck, **kw)
+    assert ck.exists()
+    kept = S.Checkpoint(ck, "wrong key")
+    assert kept.restored == 0  # other inputs: not reused
+    capsys.readouterr()
+    out = S.scan_structure(at, EnsembleEvaluator(members=[mb], batch_size=8), checkpoint=ck, **kw)
+    assert "24 points restored" in capsys.readouterr().out  # 3 chunks of 8
+    np.testing.assert_array_equal(out["energy"], ref["energy"])
+    assert not ck.exists()
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["builtin:nope"], "unknown builtin"),
     (["/no/such/file.cif"], "not found"),

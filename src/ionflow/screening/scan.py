@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from fractions import Fraction
@@ -153,25 +154,94 @@ def _chunks(n: int, size: int):
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def evaluate_points(ev, pool, key, atoms, m, check_points, points, label: str, chunk: int) -> dict:
-    """Energies at ``points``; in the pool's workers if given. Prints progress."""
+class Checkpoint:
+    """Finished chunks of an interrupted scan, reused by a rerun with identical inputs.
+
+    Stored next to the output as ``.NAME.partial.npz`` (atomic writes, at most every ``every_s``
+    seconds and after each ion) and removed when the scan completes; a file written for other
+    inputs (different key) is ignored and replaced.
+    """
+
+    def __init__(self, path, key: str, every_s: float = 120.0):
+        self.path, self.key, self.every = Path(path), key, every_s
+        self.chunks: dict[tuple[int, int], dict] = {}
+        self.last = time.monotonic()
+        self.restored = 0
+        if self.path.is_file():
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    if str(z["key"]) == key:
+                        for name in z.files:
+                            if name.endswith("_energy"):
+                                ion, c = (int(x[1:]) for x in name.split("_")[:2])
+                                d = {"energy": z[name], "info": json.loads(str(z[f"i{ion}_c{c}_info"]))}
+                                if f"i{ion}_c{c}_members" in z.files:
+                                    d["members"] = z[f"i{ion}_c{c}_members"]
+                                self.chunks[(ion, c)] = d
+                self.restored = len(self.chunks)
+            except Exception:  # noqa: BLE001 - a damaged partial file is just not reused
+                self.chunks = {}
+
+    def get(self, ion: int, c: int):
+        return self.chunks.get((ion, c))
+
+    def put(self, ion: int, c: int, res: dict, force: bool = False) -> None:
+        self.chunks[(ion, c)] = res
+        if force or time.monotonic() - self.last > self.every:
+            self.save()
+
+    def save(self) -> None:
+        from ..io.atomic import atomic_path
+
+        arrays = {"key": np.array(self.key)}
+        for (ion, c), d in self.chunks.items():
+            arrays[f"i{ion}_c{c}_energy"] = d["energy"]
+            arrays[f"i{ion}_c{c}_info"] = np.array(json.dumps(d.get("info") or {}, default=str))
+            if "members" in d:
+                arrays[f"i{ion}_c{c}_members"] = d["members"]
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        self.last = time.monotonic()
+
+    def remove(self) -> None:
+        if self.path.exists():
+            self.path.unlink()
+
+
+def evaluate_points(ev, pool, key, atoms, m, check_points, points, label: str, chunk: int,
+                    ckpt: Checkpoint | None = None, ion: int = 0) -> dict:
+    """Energies at ``points``; in the pool's workers if given; finished chunks are checkpointed."""
     t0 = time.perf_counter()
     parts = _chunks(len(points), chunk)
-    results = [None] * len(parts)
+    results = [ckpt.get(ion, c) if ckpt else None for c in range(len(parts))]
+    todo = [c for c, r in enumerate(results) if r is None]
+    done = sum(parts[c][1] - parts[c][0] for c in range(len(parts)) if results[c] is not None)
+    if done:
+        print(f"pes-scan: {label}: {done} points restored from {ckpt.path}", flush=True)
     if pool is None:
-        _prepare(ev, atoms, m, check_points)
-        for k, (a, b) in enumerate(parts):
-            results[k] = ev.energies(points[a:b])
-            _progress(label, b, len(points), t0)
-    else:
-        futs = [pool.submit(_worker_eval, key, atoms, m, check_points, points[a:b]) for a, b in parts]
-        done = 0
-        for k, f in enumerate(futs):
-            results[k] = f.result()
-            done += parts[k][1] - parts[k][0]
+        if todo:
+            _prepare(ev, atoms, m, check_points)
+        for c in todo:
+            a, b = parts[c]
+            results[c] = ev.energies(points[a:b])
+            results[c]["info"] = ev.info
+            done += b - a
+            if ckpt:
+                ckpt.put(ion, c, results[c])
             _progress(label, done, len(points), t0)
+    else:
+        futs = {c: pool.submit(_worker_eval, key, atoms, m, check_points, points[parts[c][0]:parts[c][1]])
+                for c in todo}
+        for c, f in futs.items():
+            results[c] = f.result()
+            done += parts[c][1] - parts[c][0]
+            if ckpt:
+                ckpt.put(ion, c, results[c])
+            _progress(label, done, len(points), t0)
+    if ckpt:
+        ckpt.save()
     out = {"energy": np.concatenate([r["energy"] for r in results]) if results else np.empty(0),
-           "info": results[0].get("info") if pool is not None and results else ev.info}
+           "info": results[0].get("info") if results else {}}
     if results and "members" in results[0]:
         out["members"] = np.concatenate([r["members"] for r in results], axis=1)
     return out
@@ -223,11 +293,14 @@ def scan_structure(atoms, evaluator, *, mobile: str = "Li", grid_step: float = 0
                    ions: list[int] | None = None, max_ions: int | None = None, seed: int = 0,
                    start: str = "argmin", spread_threshold: float = 0.1, workers: int = 1,
                    worker_spec: tuple | None = None, chunk: int = 256, name: str | None = None,
-                   symprec: float = 1e-3) -> dict:
+                   symprec: float = 1e-3, checkpoint: str | Path | None = None,
+                   calculator_key: str = "") -> dict:
     """Run the scan; returns the arrays of scan.npz (see module doc).
 
     ``evaluator`` may be None when ``workers`` > 1: each worker builds its own from ``worker_spec``
-    = (calculator, device, batch_size, locality).
+    = (calculator, device, batch_size, locality). With ``checkpoint`` (a file path), finished chunks
+    are saved there and reused by a rerun whose inputs (structure, grid, ions, exclusion radius,
+    ``calculator_key``) are identical; the file is removed when the scan completes.
     """
     sym = symmetry(atoms, symprec)
     chosen, orbit, complete = select_ions(atoms, mobile, sym, all_ions, ions, max_ions, seed)
@@ -240,6 +313,15 @@ def scan_structure(atoms, evaluator, *, mobile: str = "Li", grid_step: float = 0
     cart = grid @ cell
     n_ions = len(chosen)
     warnings: list[str] = []
+    ckpt = None
+    if checkpoint is not None:
+        import hashlib
+
+        h = hashlib.sha256()
+        for arr in (sc.positions, cell, sc.numbers, chosen, np.array(shape)):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update(json.dumps([calculator_key, exclusion_radius, chunk, seed]).encode())
+        ckpt = Checkpoint(checkpoint, h.hexdigest())
 
     energy = np.full((n_ions,) + shape, np.nan)
     members = None
@@ -273,7 +355,7 @@ def scan_structure(atoms, evaluator, *, mobile: str = "Li", grid_step: float = 0
             check = np.vstack([site[None], cart[rng.choice(todo, size=min(2, todo.size), replace=False)]])
             pts = np.vstack([site[None], cart[todo]])  # the site itself gives the base energy
             res = evaluate_points(evaluator, pool, (k, int(m)), sc, int(m), check, pts,
-                                  f"ion {k + 1}/{n_ions} (atom {m})", chunk)
+                                  f"ion {k + 1}/{n_ions} (atom {m})", chunk, ckpt=ckpt, ion=k)
             base[k] = res["energy"][0]
             flat = energy[k].reshape(-1)
             flat[todo] = res["energy"][1:]
@@ -302,9 +384,17 @@ def scan_structure(atoms, evaluator, *, mobile: str = "Li", grid_step: float = 0
             dist = float(np.linalg.norm(d @ cell))
             if dist > 0.5:
                 warnings.append(f"ion {m}: PES minimum {dist:.2f} A from the ion's own site")
+    except BaseException:
+        if ckpt is not None and ckpt.chunks:
+            ckpt.save()  # keep what is done (also on SIGTERM, see run())
+            print(f"pes-scan: interrupted; {len(ckpt.chunks)} finished chunks kept in {ckpt.path}",
+                  file=sys.stderr)
+        raise
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
+    if ckpt is not None:
+        ckpt.remove()
     for w in warnings:
         print(f"pes-scan: warning: {w}", file=sys.stderr)
 
@@ -338,7 +428,7 @@ def scan_structure(atoms, evaluator, *, mobile: str = "Li", grid_step: float = 0
         "spacegroup": np.array(sym["spacegroup"]),
         "sym_rotations": sym["rotations"].astype(np.int64),
         "sym_translations": sym["translations"],
-        "symmetry_expand": np.array(not all_ions and not ions and complete),
+        "symmetry_expand": np.array(not all_ions and not ions),
         "n_evaluated": n_eval,
         "seconds": seconds,
         "warnings": np.array(json.dumps(warnings)),
@@ -403,6 +493,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes (one torch thread each)")
     p.add_argument("--symprec", type=float, default=1e-3, help="spglib symmetry tolerance (A)")
     p.add_argument("--name", help="structure name recorded in the output (default: file stem)")
+    p.add_argument("--no-checkpoint", action="store_true",
+                   help="do not keep finished chunks in .OUTPUT.partial.npz for a rerun after an interruption")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -433,14 +525,19 @@ def run(args: argparse.Namespace) -> int:
 
         read_manifest(args.calculator.split(":", 1)[1])  # fail here, not in a worker
     t0 = time.perf_counter()
+    # SLURM/Snakemake stop jobs with SIGTERM: turn it into SystemExit so finished chunks are saved
+    prev_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = scan_structure(
         atoms, ev, mobile=args.mobile, grid_step=args.grid_step, min_length=args.min_length,
         exclusion_radius=args.exclusion_radius, all_ions=args.all_ions, ions=args.ions,
         max_ions=args.max_ions, seed=args.seed, start=args.start,
         spread_threshold=args.spread_threshold, workers=args.workers,
         worker_spec=(args.calculator, args.device, batch, args.locality), name=name,
-        symprec=args.symprec)
+        symprec=args.symprec, calculator_key=f"{args.calculator} {args.locality}",
+        checkpoint=None if args.no_checkpoint else
+        Path(args.output).parent / f".{Path(args.output).name}.partial.npz")
     wall = time.perf_counter() - t0
+    signal.signal(signal.SIGTERM, prev_term)
     inputs = [args.structure] if Path(args.structure).is_file() else []
     man = args.calculator.split(":", 1)[1] if args.calculator.startswith("ensemble:") else None
     if man:
