@@ -128,6 +128,11 @@ def load_scan(path: str | Path) -> dict:
     return scan
 
 
+def _int_at(scan: dict, key: str, i: int):
+    v = np.asarray(scan.get(key, [])).reshape(-1)
+    return int(v[i]) if i < v.size else None
+
+
 def _str(scan: dict, key: str, default=None):
     if key not in scan:
         return default
@@ -214,6 +219,8 @@ def compute(scan: dict, thresholds=DEFAULT_THRESHOLDS) -> tuple[dict, list]:
         de = e[i] - r.e_start
         ion = {
             "ion": i,
+            "atom": _int_at(scan, "mobile_index", i),
+            "orbit_size": _int_at(scan, "orbit_size", i),
             "start_index": list(r.start),
             "e_start_eV": r.e_start,
             "mpe_eV": float(np.min(r.mpe_axis)),
@@ -269,6 +276,9 @@ def compute(scan: dict, thresholds=DEFAULT_THRESHOLDS) -> tuple[dict, list]:
         "fv_reference": ("structure cell (supercell regions folded back)" if reps is not None
                          and tuple(reps) != (1, 1, 1) else "scanned grid"),
         "symmetry_expanded": use_sym,
+        "ions_complete": (bool(np.asarray(scan["ions_complete"]).item()) if "ions_complete" in scan
+                          else None),
+        "scan_warnings": json.loads(_str(scan, "warnings", "[]") or "[]"),
         "symmetry_mapping_exact": sym_exact,
         "ions": ions,
         "conventions": {
