@@ -115,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .run import RunSpec, run_md
+    from .runner import RunSpec, run_md
 
     member, others = resolve_members(args)
     spec = RunSpec(

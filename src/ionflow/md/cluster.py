@@ -52,7 +52,7 @@ def write_input(spec, resume) -> Path:
 
 def run_cluster(spec, resume):
     """Run the input with spec.lammps_command; classify the outcome from the exit status and log."""
-    from .run import Outcome
+    from .runner import Outcome
 
     s = spec.settings
     run_dir = Path(spec.run_dir)

@@ -236,8 +236,8 @@ def run_python(spec, resume):
     from . import rundir
     from .disagreement import DisagreementMonitor
     from .models import load_calculator
-    from .run import Outcome
-    from .script import build_script
+    from .runner import Outcome
+    from .script import build_script, first_phase
 
     s, T = spec.settings, float(spec.temperature_K)
     run_dir = Path(spec.run_dir).resolve()
@@ -260,50 +260,53 @@ def run_python(spec, resume):
             s.disagreement.threshold_eV_A, run_dir / rundir.DISAGREEMENT, run_dir / rundir.CANDIDATES,
             info={"structure": spec.structure, "member": spec.member.name, "temperature": T,
                   "seed": int(spec.seed)})
+        if resume and resume[0] == "production" and resume[1] > 0:
+            monitor.last_step = resume[1]   # logged by the segment that wrote the restart
 
     lmp = new_lammps(log=run_dir / rundir.LOG)
     ff = None
-    phase, step = resume if resume else (script.blocks[0][0] if script.blocks else "production", 0)
+    phase, step = resume if resume else (first_phase(s), 0)
     prod_steps, t0 = 0, time.perf_counter()
+    t_model, n_calls = 0.0, 0
 
     def outcome(failure=None):
         return Outcome(failure, phase, step, time.perf_counter() - t0, prod_steps,
-                       ff.t_model if ff else None, ff.ncalls if ff else None)
+                       t_model + (ff.t_model if ff else 0.0), n_calls + (ff.ncalls if ff else 0))
 
-    def command(line):
-        try:
-            lmp.command(line)
-        except Exception as exc:
-            raise LammpsError(f"LAMMPS error in '{line}': {_lammps_message(exc)}") from None
+    def execute(lines):
+        nonlocal ff, t_model, n_calls
+        for line in lines:
+            if line == "clear" and ff is not None:
+                t_model, n_calls = t_model + ff.t_model, n_calls + ff.ncalls
+                ff = None
+            try:
+                lmp.command(line)
+            except Exception as exc:
+                raise LammpsError(f"LAMMPS error in '{line}': {_lammps_message(exc)}") from None
+            if line.startswith("fix ext all external"):
+                ff = ExternalForceField(lmp, "ext", calc, species, s.blowup, monitor)
 
     try:
-        for line in script.setup:
-            command(line)
-        ff = ExternalForceField(lmp, "ext", calc, species, s.blowup, monitor)
-        for phase, start_lines, segments in script.blocks:
-            step = segments[0].start if segments else step
-            for line in start_lines:
-                command(line)
-            ff.monitor_active = phase == "production"
-            for seg in segments:
-                for line in seg.before:
-                    command(line)
-                try:
-                    failure = ff.run(seg.run, s.blowup, T)
-                except CallbackError as exc:
-                    path = run_dir / rundir.ERROR_TXT
-                    write_callback_traceback(path, ff)
-                    raise CallbackError(f"{exc} (traceback in {path})") from exc.__cause__
-                if failure is not None:
-                    step = int(lmp.extract_global("ntimestep"))
-                    if phase == "production":
-                        prod_steps += step - seg.start
-                    return outcome(failure)
-                for line in seg.after:
-                    command(line)
-                step = seg.end
+        execute(script.init)
+        for seg in script.segments:
+            phase, step = seg.phase, seg.start
+            execute(seg.setup)
+            ff.monitor_active = seg.phase == "production"
+            try:
+                failure = ff.run(seg.run, s.blowup, T)
+            except CallbackError as exc:
+                path = run_dir / rundir.ERROR_TXT
+                write_callback_traceback(path, ff)
+                raise CallbackError(f"{exc} (traceback in {path})") from exc.__cause__
+            if failure is not None:
+                step = int(lmp.extract_global("ntimestep"))
                 if phase == "production":
-                    prod_steps += seg.end - seg.start
+                    prod_steps += step - seg.start
+                return outcome(failure)
+            execute(seg.after)
+            step = seg.end
+            if phase == "production":
+                prod_steps += seg.end - seg.start
         return outcome()
     finally:
         lmp.close()

@@ -84,8 +84,9 @@ def load_member(manifest: str | Path) -> Member:
 
 
 def load_ensemble(path: str | Path) -> list[Member]:
-    """All members listed in ensemble.json (manifest paths relative to the working directory,
-    or to the ensemble file's directory when that is where they exist)."""
+    """All members listed in ensemble.json. A member's manifest is found by `manifest_rel` (relative to
+    the ensemble file's directory), else `manifest` (relative to the working directory, or to the
+    ensemble file's directory)."""
     path = Path(path)
     ens = _read_json(path)
     members = ens.get("members")
@@ -96,7 +97,10 @@ def load_ensemble(path: str | Path) -> list[Member]:
         if not isinstance(entry, dict) or "manifest" not in entry:
             raise InputError(path, "each member needs a 'manifest' path", f"members[{i}]")
         mpath = Path(entry["manifest"])
-        if not mpath.is_absolute() and not mpath.exists() and (path.parent / mpath).exists():
+        rel = entry.get("manifest_rel")  # relative to ensemble.json's directory (ionflow metrics-table)
+        if rel and (path.parent / rel).exists():
+            mpath = path.parent / rel
+        elif not mpath.is_absolute() and not mpath.exists() and (path.parent / mpath).exists():
             mpath = path.parent / mpath
         if not mpath.exists():
             raise InputError(path, f"manifest {mpath} does not exist", f"members[{i}].manifest")

@@ -106,7 +106,8 @@ def trim_table(path: Path, before_step: int) -> None:
 
 
 def normalize_table(path: Path, header_line: str | None = None) -> None:
-    """One header, one row per step (rows repeated at segment/resume boundaries are dropped);
+    """One header, one row per step (a segment re-writes the row of its start step after reading
+    the restart file: the first row, written at the end of the previous segment, is kept);
     `header_line` replaces the header."""
     if not path.exists():
         return
@@ -169,24 +170,27 @@ def _read_complete_extxyz(path: Path):
     return frames
 
 
-def prepare_resume(run_dir: Path, phase: str, step: int) -> None:
-    """Trim every output to what an uninterrupted run has written when it reaches (phase, step)."""
+def prepare_resume(run_dir: Path, phase: str, step: int) -> int:
+    """Trim every output to what an uninterrupted run had written when it wrote
+    restart.<phase>.<step>.lmp (everything up to and including `step`; nothing of a phase that
+    starts there). Returns the number of production frames kept."""
+    keep = step + 1 if step > 0 else 0   # rows and frames with step < keep stay
+    final, partial = run_dir / DUMP, run_dir / DUMP_PARTIAL
+    kept = 0
     if phase == "equilibration":
-        trim_table(run_dir / THERMO["equilibration"], step)
-        for name in (DUMP, DUMP_PARTIAL, THERMO["production"], DISAGREEMENT, CANDIDATES):
-            p = run_dir / name
+        trim_table(run_dir / THERMO["equilibration"], keep)
+        for p in (final, partial, run_dir / THERMO["production"], run_dir / DISAGREEMENT, run_dir / CANDIDATES):
             if p.exists():
                 p.unlink()
     else:
-        final, partial = run_dir / DUMP, run_dir / DUMP_PARTIAL
         if final.exists() and not partial.exists():  # extending a finished run
             final.rename(partial)
         elif final.exists():
             final.unlink()
-        trim_dump(partial, step)
-        trim_table(run_dir / THERMO["production"], step)
-        trim_table(run_dir / DISAGREEMENT, step)
-        trim_extxyz(run_dir / CANDIDATES, step)
+        kept = trim_dump(partial, keep)
+        trim_table(run_dir / THERMO["production"], keep)
+        trim_table(run_dir / DISAGREEMENT, keep)
+        trim_extxyz(run_dir / CANDIDATES, keep)
     for p in run_dir.glob("restart.*.lmp.tmp"):
         p.unlink()
     for p in run_dir.glob("restart.*.lmp"):
@@ -196,6 +200,7 @@ def prepare_resume(run_dir: Path, phase: str, step: int) -> None:
     status = run_dir / STATUS
     if status.exists():
         status.unlink()
+    return kept
 
 
 def publish_dump(run_dir: Path) -> None:

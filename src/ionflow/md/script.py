@@ -4,11 +4,15 @@ The python engine executes these commands through the LAMMPS Python module (forc
 `fix external` callback); the cluster engine writes the same commands to `in.lammps` with
 `pair_style allegro` instead. Same dumps, thermo files and restart files either way.
 
-Determinism across kill-and-resume: the run is cut into segments of `restart_every` steps; every
-segment starts with `run N pre yes` (full setup, same in a fresh and in a resumed process), a
-Langevin thermostat is re-seeded from (seed, phase, segment start), and after each segment a restart
-file is written and atomically renamed to restart.<phase>.<step>.lmp. A resumed run therefore
-repeats exactly the operations of an uninterrupted one and produces the identical trajectory.
+Determinism across kill-and-resume: the run is cut into segments of `restart_every` steps and EVERY
+segment starts from a restart file (`clear` + `read_restart`), in a fresh process as in a resumed
+one: read_restart is not bit-exact for triclinic boxes (fractional round trip), so an uninterrupted
+run that carried its state over in memory would differ from a resumed one in the last bits and
+diverge chaotically later. A Langevin thermostat is re-seeded from (seed, phase, segment start).
+After each segment a restart file is written and atomically renamed to restart.<phase>.<step>.lmp.
+A resumed run therefore repeats exactly the operations of an uninterrupted one. Outputs at a segment
+start (step S) were already written by the segment before: the dump skips S (`delay`), duplicate
+thermo rows are dropped when the tables are normalized, the disagreement monitor skips S.
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ def derived_seed(seed: int, *keys: int) -> int:
 
 @dataclass
 class Segment:
+    """Steps [start, end) of one phase, run by a fresh LAMMPS state read from a restart file."""
+
     phase: str
     start: int
     end: int
-    before: list[str] = field(default_factory=list)
-    after: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)   # from `clear` to just before `run`
+    after: list[str] = field(default_factory=list)   # restart written after the run
 
     @property
     def run(self) -> str:
@@ -59,40 +65,44 @@ class Segment:
 
 @dataclass
 class Script:
-    """setup lines, then per phase: phase-start lines and segments."""
+    """`init` (fresh start only: structure, velocities, first restart file), then the segments."""
 
-    setup: list[str]
-    blocks: list[tuple[str, list[str], list[Segment]]]  # (phase, start lines, segments)
+    init: list[str]
+    segments: list[Segment]
+    log_line: str | None = None
 
     def lines(self) -> list[str]:
-        out = list(self.setup)
-        for phase, start, segments in self.blocks:
-            out.append(f"# ---- {phase} ----")
-            out.extend(start)
-            for seg in segments:
-                out.extend(seg.before)
-                out.append(seg.run)
-                out.extend(seg.after)
+        out = ["# ionflow md: LAMMPS input (python engine and cluster engine share these commands)"]
+        if self.log_line:
+            out.append(self.log_line)
+        out.extend(self.init)
+        for seg in self.segments:
+            out.append(f"# ---- {seg.phase} steps {seg.start}-{seg.end} ----")
+            out.extend(seg.setup)
+            out.append(seg.run)
+            out.extend(seg.after)
         return out
 
     def text(self) -> str:
         return "\n".join(self.lines()) + "\n"
 
 
-def _thermostat_lines(prefix: str, th: Thermostat, T: float) -> list[str]:
-    """Integrator (+ Nose-Hoover) fix; the Langevin fix itself is (re)defined per segment."""
+def _thermostat_lines(prefix: str, th: Thermostat, T: float, seed: int) -> list[str]:
     if th.kind == "nvt":
         return [f"fix {prefix}_integrate all nvt temp {T:g} {T:g} {th.damping_fs / 1000.0:.10g}"]
-    return [f"fix {prefix}_integrate all nve"]
-
-
-def _langevin(prefix: str, th: Thermostat, T: float, seed: int) -> str:
-    return (f"fix {prefix}_langevin all langevin {T:g} {T:g} {th.damping_fs / 1000.0:.10g} {seed} "
-            "zero yes")
+    out = [f"fix {prefix}_integrate all nve"]
+    if th.kind == "langevin":
+        out.append(f"fix {prefix}_langevin all langevin {T:g} {T:g} {th.damping_fs / 1000.0:.10g} {seed} "
+                   "zero yes")
+    return out
 
 
 def _phase_prefix(phase: str) -> str:
     return {"equilibration": "eq", "production": "md"}[phase]
+
+
+def first_phase(settings: MDSettings) -> str:
+    return "equilibration" if settings.equilibration_steps > 0 else "production"
 
 
 def build_script(
@@ -116,76 +126,56 @@ def build_script(
         return where + name
 
     s, T = settings, float(temperature_K)
-    start_phase, start_step = resume if resume else ("equilibration", 0)
-    if s.equilibration_steps == 0 and start_phase == "equilibration":
-        start_phase = "production"
-    setup = [
-        "# ionflow md: LAMMPS input (python engine and cluster engine share these commands)",
-        "units metal",
-        "atom_style atomic",
-        "atom_modify map array sort 0 0.0",
-        "boundary p p p",
-        f"read_restart {f(restart_name(*resume))}" if resume else f"read_data {f(DATA)}",
-        *pair_lines,
-        "neighbor 1.0 bin",
-        f"timestep {s.timestep_fs / 1000.0:.10g}",
-        "thermo_style custom step temp pe ke etotal press vol",
-        f"thermo {s.thermo_every}",
-        "thermo_modify lost error flush yes",
-        *halt_commands(s.blowup, T),
-        "variable ifl_ke equal ke",
-        "variable ifl_etotal equal etotal",
-        "variable ifl_vol equal vol",
-    ]
-    if log:
-        setup.insert(1, f"log {f('log.lammps')} append")
-    if not resume:
-        setup.append(f"velocity all create {T:g} {derived_seed(seed, 0)} mom yes rot no dist gaussian "
-                     "loop geom")
-    blocks = []
     phase_steps = {"equilibration": s.equilibration_steps, "production": s.steps}
+    base = ["units metal", "atom_style atomic", "atom_modify map array sort 0 0.0", "boundary p p p"]
+    init = []
+    if resume is None:
+        resume = (first_phase(s), 0)
+        tmp = f(restart_name(*resume) + ".tmp")
+        init = [*base, f"read_data {f(DATA)}", *pair_lines,
+                f"velocity all create {T:g} {derived_seed(seed, 0)} mom yes rot no dist gaussian loop geom",
+                f"write_restart {tmp}", f"shell mv {tmp} {f(restart_name(*resume))}"]
+    start_phase, start_step = resume
+
+    segments = []
+    previous = restart_name(*resume)
     for pi, phase in enumerate(PHASES):
-        if PHASES.index(start_phase) > pi:
-            continue
         n = phase_steps[phase]
-        first = start_step if phase == start_phase else 0
-        if n == 0:
+        if PHASES.index(start_phase) > pi or n == 0:
             continue
         th = s.equilibration if phase == "equilibration" else s.production
         p = _phase_prefix(phase)
-        start = []
-        if phase == "production" and start_phase == "equilibration":
-            # transition from equilibration: drop its fixes, production time starts at 0
-            eq = s.equilibration
-            start += ["unfix eq_integrate"] + (["unfix eq_langevin"] if eq.kind == "langevin" else [])
-            start += ["unfix thermo_equilibration", "reset_timestep 0"]
-        start += _thermostat_lines(p, th, T)
-        start += [
-            f"fix thermo_{phase} all ave/time {s.thermo_every} 1 {s.thermo_every} c_thermo_temp c_thermo_pe "
-            f"v_ifl_ke v_ifl_etotal c_thermo_press v_ifl_vol append {f(THERMO[phase])} format \" %.12g\"",
-        ]
-        if phase == "production":
-            start += [
-                f"dump traj all custom {s.dump_every} {f(DUMP_PARTIAL)} id element xu yu zu",
-                f"dump_modify traj sort id element {' '.join(species)} format float %.{s.dump_precision}g "
-                "append yes flush yes",
-            ]
-        segments = []
+        first = start_step if phase == start_phase else 0
         for a in range(first, n, s.restart_every):
             b = min(a + s.restart_every, n)
             seg = Segment(phase, a, b)
-            if th.kind == "langevin":
-                # unfix the previous segment's Langevin fix (none before the first segment of a phase)
-                if a != first:
-                    seg.before.append(f"unfix {p}_langevin")
-                seg.before.append(_langevin(p, th, T, derived_seed(seed, pi + 1, a)))
+            seg.setup = ["clear", *base, f"read_restart {f(previous)}"]
+            if phase == "production" and a == 0 and previous.startswith("restart.equilibration"):
+                seg.setup.append("reset_timestep 0")  # production time starts at 0
+            seg.setup += [
+                *pair_lines,
+                "neighbor 1.0 bin",
+                f"timestep {s.timestep_fs / 1000.0:.10g}",
+                "thermo_style custom step temp pe ke etotal press vol",
+                f"thermo {s.thermo_every}",
+                "thermo_modify lost error flush yes",
+                *halt_commands(s.blowup, T),
+                "variable ifl_ke equal ke",
+                "variable ifl_etotal equal etotal",
+                "variable ifl_vol equal vol",
+                *_thermostat_lines(p, th, T, derived_seed(seed, pi + 1, a)),
+                f"fix thermo_{phase} all ave/time {s.thermo_every} 1 {s.thermo_every} c_thermo_temp c_thermo_pe "
+                f"v_ifl_ke v_ifl_etotal c_thermo_press v_ifl_vol append {f(THERMO[phase])} format \" %.12g\"",
+            ]
+            if phase == "production":
+                seg.setup += [
+                    f"dump traj all custom {s.dump_every} {f(DUMP_PARTIAL)} id element xu yu zu",
+                    f"dump_modify traj sort id element {' '.join(species)} format float %.{s.dump_precision}g "
+                    "append yes flush yes" + (f" delay {a + 1}" if a > 0 else ""),
+                ]
             tmp = f(seg.restart + ".tmp")
-            seg.after += [f"write_restart {tmp}", f"shell mv {tmp} {f(seg.restart)}"]
-            prev = restart_name(phase, a) if a > 0 else (
-                restart_name("equilibration", s.equilibration_steps)
-                if phase == "production" and s.equilibration_steps else None)
-            if prev:
-                seg.after.append(f"shell rm -f {f(prev)}")
+            seg.after = [f"write_restart {tmp}", f"shell mv {tmp} {f(seg.restart)}",
+                         f"shell rm -f {f(previous)}"]
+            previous = seg.restart
             segments.append(seg)
-        blocks.append((phase, start, segments))
-    return Script(setup, blocks)
+    return Script(init, segments, f"log {f('log.lammps')} append" if log else None)

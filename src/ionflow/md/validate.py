@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- stability
 def run_stability(args: argparse.Namespace) -> int:
-    from .run import RunSpec, run_md
+    from .runner import RunSpec, run_md
 
     member, _others = resolve_members(args)
     settings = settings_from_args(args)
@@ -118,7 +118,7 @@ def minimize_member(member, structure_file: Path, *, box: str = "aniso", min_sty
     from ..errors import IonflowError
     from .engine import ExternalForceField, lammps_atoms, new_lammps
     from .models import load_calculator
-    from .run import check_species, read_structure, write_data_file
+    from .runner import check_species, read_structure, write_data_file
     from .settings import BlowupCriteria
 
     atoms = read_structure(structure_file)

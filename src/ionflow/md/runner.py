@@ -151,7 +151,14 @@ def run_md(spec: RunSpec) -> dict:
                                                "structure": spec.structure,
                                                "structure_file": str(spec.structure_file)})
     else:
-        rundir.prepare_resume(run_dir, *resume)
+        kept = rundir.prepare_resume(run_dir, *resume)
+        phase, step = resume
+        expected = (step // s.dump_every + 1 if step > 0 else 0) if phase == "production" else 0
+        if kept != expected:
+            # the dump lost frames (e.g. deleted as a declared output): the run cannot be continued
+            resume = None
+            rundir.clean(run_dir)
+            write_data_file(atoms, run_dir / DATA, list(spec.member.type_names))
 
     if spec.engine == "python":
         from .engine import run_python
