@@ -394,7 +394,11 @@ training_module:
     model_dtype: float32
     type_names: ${{model_type_names}}
     r_max: ${{cutoff_radius}}
-    radial_chemical_embed: {{_target_: allegro.nn.TwoBodyBesselScalarEmbed, num_bessels: 8, bessel_trainable: false, polynomial_cutoff_p: 6}}
+    radial_chemical_embed:
+      _target_: allegro.nn.TwoBodyBesselScalarEmbed
+      num_bessels: 8
+      bessel_trainable: false
+      polynomial_cutoff_p: 6
     radial_chemical_embed_dim: 8
     scalar_embed_mlp_hidden_layers_depth: 1
     scalar_embed_mlp_hidden_layers_width: 16

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -387,7 +386,7 @@ class _LocalEngine:
 class EnsembleEvaluator:
     """Energies from every member of a NequIP/Allegro ensemble; mean and spread per point."""
 
-    def __init__(self, manifest: str | None = None, device: str = "cpu", batch_size: int = 32,
+    def __init__(self, manifest: str | None = None, device: str = "cpu", batch_size: int = 8,
                  locality: str = "auto", members: list | None = None):
         self.device = _device(device)
         if members is None:
@@ -457,12 +456,7 @@ def make_evaluator(spec: str, device: str = "cpu", batch_size: int | None = None
         if not rest:
             raise InputError(spec, "ensemble needs a manifest path: ensemble:results/models/ensemble.json",
                              field="--calculator")
-        return EnsembleEvaluator(rest, device=device, batch_size=batch_size or 32, locality=locality)
+        return EnsembleEvaluator(rest, device=device, batch_size=batch_size or 8, locality=locality)
     raise InputError(spec, "unknown calculator (use 'sevennet[:MODEL]' or 'ensemble:MANIFEST')",
                      field="--calculator")
 
-
-def timed(fn, *args, **kwargs):
-    t = time.perf_counter()
-    r = fn(*args, **kwargs)
-    return r, time.perf_counter() - t

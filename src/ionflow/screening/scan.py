@@ -118,7 +118,7 @@ def exclusion_mask(cell, frac_points, frame_pos, radius: float) -> np.ndarray:
     return d < radius
 
 
-# --------------------------------------------------------------------------- evaluation (optionally in worker processes)
+# --------------------------------------------------------------------------- evaluation (optionally in workers)
 
 _WORKER: dict = {}
 
