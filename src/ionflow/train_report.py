@@ -173,6 +173,11 @@ def plot_learning_curve(lc: dict, path: Path) -> None:
             ax.loglog(n, np.exp(f["loglog_intercept"]) * n ** f["loglog_slope"], "k--", lw=0.8,
                       label=f"slope {f['loglog_slope']:.2f}")
             ax.legend(fontsize=8)
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_xticks(n)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training frames")
         ax.set_ylabel(f"test {label}")
     fig.suptitle("Learning curve (same preset and seed, nested training subsets)", fontsize=10)
