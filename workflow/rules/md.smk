@@ -76,12 +76,12 @@ def md_targets(wildcards=None):
     ]
 
 
-def md_options(md=None):
-    """`ionflow md` options from the md section (params: a changed value reruns the runs)."""
+def md_options(md=None, engine=True):
+    """`ionflow md` options from the md section (params: a changed value reruns the runs);
+    engine=False leaves out --engine/--lammps-command (`ionflow validate stability`)."""
     md = md or section("md")
     th, b, d = md["thermostat"], md["blowup"], md["disagreement"]
     opts = [
-        f"--engine {md['engine']}",
         f"--timestep-fs {md['timestep_fs']}",
         f"--steps {md['steps']}",
         f"--equilibration-steps {md['equilibration_steps']}",
@@ -103,8 +103,10 @@ def md_options(md=None):
     ]
     if not d["enabled"]:
         opts.append("--no-disagreement")
-    if md["engine"] == "lammps-command":
-        opts.append("--lammps-command '{}'".format(md["lammps_command"].replace("'", "'\\''")))
+    if engine:
+        opts.append(f"--engine {md['engine']}")
+        if md["engine"] == "lammps-command":
+            opts.append("--lammps-command '{}'".format(md["lammps_command"].replace("'", "'\\''")))
     return " ".join(opts)
 
 

@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,6 @@ def minimize_member(member, structure_file: Path, *, box: str = "aniso", min_sty
     (measures, relaxed ase.Atoms)."""
     import tempfile
 
-    from ..errors import IonflowError
     from .engine import ExternalForceField, lammps_atoms, new_lammps
     from .models import load_calculator
     from .runner import check_species, read_structure, write_data_file
@@ -128,6 +128,8 @@ def minimize_member(member, structure_file: Path, *, box: str = "aniso", min_sty
     with tempfile.TemporaryDirectory(prefix="ionflow-min-") as tmp:
         data = Path(tmp) / "start.data"
         write_data_file(atoms, data, species)
+        log = Path(log) if log is not None else Path(tmp) / "log.lammps"
+        log_offset = log.stat().st_size if log.exists() else 0
         lmp = new_lammps(log=log)
         try:
             lmp.commands_string("\n".join([
@@ -159,10 +161,12 @@ def minimize_member(member, structure_file: Path, *, box: str = "aniso", min_sty
                 "pressure0_bar": p0, "pressure_bar": float(lmp.get_thermo("press")),
                 "fmax_eV_A": float(lmp.get_thermo("fmax")),
             }
-        except IonflowError:
-            raise
         finally:
             lmp.close()
+        with open(log) as fh:
+            fh.seek(log_offset)
+            stops = re.findall(r"Stopping criterion = (.*)", fh.read())
+        out["stopping_criterion"] = stops[-1].strip() if stops else None
     out.update(relaxation_measures(at0.positions, at0.cell.array, at1.positions, at1.cell.array))
     # a reference energy in the file (DFT / labeler) -> model error at the ground state
     try:
@@ -200,9 +204,12 @@ def run_minimize(args: argparse.Namespace) -> int:
                      and measures["max_displacement_A"] <= args.max_displacement_A)
         result.update(status="ok", reason=None, **measures, passed=bool(limits_ok))
         if not limits_ok:
-            result["reason"] = (f"|dV| {abs(measures['dV_percent']):.3g} % (limit {args.max_volume_change_percent:g})"
-                                f", max displacement {measures['max_displacement_A']:.3g} A "
-                                f"(limit {args.max_displacement_A:g})")
+            why = []
+            if abs(measures["dV_percent"]) > args.max_volume_change_percent:
+                why.append(f"|dV| {abs(measures['dV_percent']):.3g} % > {args.max_volume_change_percent:g} %")
+            if measures["max_displacement_A"] > args.max_displacement_A:
+                why.append(f"max displacement {measures['max_displacement_A']:.3g} A > {args.max_displacement_A:g} A")
+            result["reason"] = "; ".join(why)
     except IonflowError as exc:
         if "minimize stopped" not in str(exc):
             raise
@@ -230,7 +237,7 @@ STABILITY_COLUMNS = ["member", "structure", "temperature_K", "passed", "status",
                      "steps", "timestep_fs", "ensemble"]
 MINIMIZE_COLUMNS = ["member", "structure", "passed", "status", "reason", "dV_percent", "dE_per_atom_eV",
                     "max_displacement_A", "rms_displacement_A", "E0_minus_ref_per_atom_eV", "pressure0_bar",
-                    "pressure_bar", "fmax_eV_A", "iterations", "box"]
+                    "pressure_bar", "fmax_eV_A", "iterations", "stopping_criterion", "box"]
 MODEL_COLUMNS = ["member", "accepted", "stability_passed", "stability_failures", "minimize_passed",
                  "max_abs_dV_percent", "max_displacement_A", "min_dE_per_atom_eV",
                  "E_MAE_meV_per_atom", "F_MAE_eV_per_A", "S_MAE_eV_per_A3", "WS", "reasons"]
