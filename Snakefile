@@ -20,6 +20,7 @@ include: "workflow/rules/md.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/screening.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

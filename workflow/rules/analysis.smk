@@ -18,11 +18,12 @@ def analysis_seeds():
 
 
 def analysis_members():
-    """analysis.members, else md.members (if the MD stage runs a subset), else every train.ensemble name."""
-    chosen = section("analysis").get("members") or section("md").get("members")
-    if not chosen:
-        chosen = [m["name"] for m in section("train").get("ensemble", [])]
-    return [str(m) for m in chosen]
+    """analysis.members, else the members that get production MD (md.members minus members that
+    failed validation when validate.exclude_failed_models; may evaluate that checkpoint)."""
+    chosen = section("analysis").get("members")
+    if chosen:
+        return [str(m) for m in chosen]
+    return md_run_members()
 
 
 def analysis_targets():
@@ -74,7 +75,7 @@ rule conductivity:
             subcategory="{structure}",
         ),
     wildcard_constraints:
-        member=r"(?!ensemble$)[^/]+",
+        member=r"(?!ensemble/)[^/]+",
         T=r"[0-9.]+",
     params:
         mobile=_mobile_options,

@@ -119,7 +119,7 @@ rule md_run:
         status=f"{MD}/{{structure}}/{{member}}/{{T}}K/seed{{seed}}/status.json",
         dump=f"{MD}/{{structure}}/{{member}}/{{T}}K/seed{{seed}}/dump.lammpstrj",
     wildcard_constraints:
-        member=r"(?!ensemble$)[^/]+",
+        member=r"(?!ensemble/)[^/]+",
         T=r"[0-9.]+",
         seed=r"[0-9]+",
     params:
