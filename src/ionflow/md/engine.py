@@ -128,7 +128,8 @@ class ExternalForceField:
         self.error_step: int | None = None
         self.error_traceback = ""
         self.ncalls = 0
-        self.t_model = 0.0
+        self.t_model = 0.0   # seconds in the callback (bookkeeping + model)
+        self.t_calc = 0.0    # seconds in the calculator (the model evaluation itself)
         n = lmp.extract_global("nlocal")
         natoms = lmp.get_natoms()
         if n != natoms:
@@ -145,6 +146,7 @@ class ExternalForceField:
         self._atoms = Atoms(symbols=[self.species[t - 1] for t in types], positions=np.zeros((n, 3)),
                             cell=np.eye(3), pbc=True)
         self._atoms.calc = calc
+        self._cell, self._volume = None, None
         lmp.set_fix_external_callback(fix_id, self._safe_callback, None)
 
     # -- the callback -------------------------------------------------------------------------
@@ -169,17 +171,22 @@ class ExternalForceField:
         pos = x[order] - origin
         check_positions(step, pos)
         atoms = self._atoms
-        atoms.set_cell(cell, scale_atoms=False)
+        if self._cell is None or not np.array_equal(cell, self._cell):  # box/relax, or the first call
+            atoms.set_cell(cell, scale_atoms=False)
+            self._cell = cell
+            self._volume = cell[0, 0] * cell[1, 1] * cell[2, 2]      # LAMMPS cells are lower triangular
         atoms.set_positions(pos)
+        t1 = time.perf_counter()
         energy = float(atoms.get_potential_energy())
         forces = atoms.get_forces()
         stress = atoms.get_stress(voigt=True)          # ASE: xx yy zz yz xz xy; + = tensile
+        self.t_calc += time.perf_counter() - t1
         if self.criteria is not None:
             check_forces(step, energy, forces, self.criteria)
         f[order] = forces
         self.lmp.fix_external_set_energy_global(self.fix_id, energy)
         # LAMMPS virial (energy units) xx yy zz xy xz yz: W = -V * stress
-        vir = -atoms.get_volume() * np.array([stress[0], stress[1], stress[2], stress[5], stress[4], stress[3]])
+        vir = -self._volume * np.array([stress[0], stress[1], stress[2], stress[5], stress[4], stress[3]])
         self.lmp.fix_external_set_virial_global(self.fix_id, vir.tolist())
         self.ncalls += 1
         self.t_model += time.perf_counter() - t0
@@ -267,17 +274,18 @@ def run_python(spec, resume):
     ff = None
     phase, step = resume if resume else (first_phase(s), 0)
     prod_steps, t0 = 0, time.perf_counter()
-    t_model, n_calls = 0.0, 0
+    t_model, t_calc, n_calls = 0.0, 0.0, 0
 
     def outcome(failure=None):
         return Outcome(failure, phase, step, time.perf_counter() - t0, prod_steps,
-                       t_model + (ff.t_model if ff else 0.0), n_calls + (ff.ncalls if ff else 0))
+                       t_model + (ff.t_model if ff else 0.0), n_calls + (ff.ncalls if ff else 0),
+                       t_calc + (ff.t_calc if ff else 0.0))
 
     def execute(lines):
-        nonlocal ff, t_model, n_calls
+        nonlocal ff, t_model, t_calc, n_calls
         for line in lines:
             if line == "clear" and ff is not None:
-                t_model, n_calls = t_model + ff.t_model, n_calls + ff.ncalls
+                t_model, t_calc, n_calls = t_model + ff.t_model, t_calc + ff.t_calc, n_calls + ff.ncalls
                 ff = None
             try:
                 lmp.command(line)

@@ -44,8 +44,9 @@ class Outcome:
     step: int                       # last step reached in `phase`
     wall_s: float
     production_steps_run: int       # production steps integrated in this session
-    model_s: float | None = None
+    callback_s: float | None = None     # python engine: time in the force callback
     model_calls: int | None = None
+    calculator_s: float | None = None   # python engine: time in the model evaluation itself
 
 
 def read_structure(path: Path, supercell=(1, 1, 1)):
@@ -208,6 +209,9 @@ def _status(spec: RunSpec, out: Outcome, resume, natoms: int) -> dict:
         "resumed_from": {"phase": resume[0], "step": resume[1]} if resume else None,
         "wall_s": round(out.wall_s, 3),
         "ns_per_day": ns_per_day,
+        "model_calls": out.model_calls,
+        "callback_s": round(out.callback_s, 3) if out.callback_s is not None else None,
+        "calculator_s": round(out.calculator_s, 3) if out.calculator_s is not None else None,
         "disagreement": dis,
         "files": {"dump": DUMP, "thermo": THERMO["production"], "log": rundir.LOG},
     }
