@@ -24,7 +24,7 @@ import numpy as np
 from . import add_md_arguments, add_model_arguments, resolve_members, settings_from_args
 from .settings import MDSettings
 
-BOX_MODES = ("aniso", "iso", "tri", "none")
+BOX_MODES = ("tri", "aniso", "iso", "none")
 STABILITY_DEFAULTS = MDSettings(steps=2000, equilibration_steps=0, dump_every=100, thermo_every=50,
                                 restart_every=1000)
 
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mn.add_argument("--structure-file", type=Path, required=True, help="DFT ground state (ASE-readable)")
     mn.add_argument("--structure", required=True)
     mn.add_argument("--out", type=Path, required=True, help="result JSON; relaxed structure -> .extxyz")
-    mn.add_argument("--box", choices=BOX_MODES, default="aniso",
+    mn.add_argument("--box", choices=BOX_MODES, default="tri",
                     help="fix box/relax mode at 0 pressure ('none': fixed cell)")
     mn.add_argument("--min-style", default="cg")
     mn.add_argument("--etol", type=float, default=0.0)
@@ -109,7 +109,7 @@ def relaxation_measures(pos0: np.ndarray, cell0: np.ndarray, pos1: np.ndarray, c
             "max_displacement_atom": int(d.argmax())}
 
 
-def minimize_member(member, structure_file: Path, *, box: str = "aniso", min_style: str = "cg",
+def minimize_member(member, structure_file: Path, *, box: str = "tri", min_style: str = "cg",
                     etol: float = 0.0, ftol: float = 1e-3, maxiter: int = 2000, maxeval: int = 20000,
                     vmax: float = 0.001, log: Path | None = None) -> tuple[dict, object]:
     """Relax the structure with LAMMPS (forces, energy, virial from the model). Returns
@@ -137,7 +137,7 @@ def minimize_member(member, structure_file: Path, *, box: str = "aniso", min_sty
                 f"read_data {data}",
                 "pair_style zero 2.0", "pair_coeff * *",
                 "fix ext all external pf/callback 1 1", "fix_modify ext energy yes virial yes",
-                "thermo_style custom step pe press vol fmax fnorm", "thermo 50",
+                "thermo_style custom step pe press vol fmax fnorm pxx pyy pzz pyz pxz pxy", "thermo 50",
             ] + (["change_box all triclinic"] if box == "tri" else [])))
             # no blow-up limits on forces here: a bad start is what this check measures
             ff = ExternalForceField(lmp, "ext", calc, species,
@@ -159,6 +159,7 @@ def minimize_member(member, structure_file: Path, *, box: str = "aniso", min_sty
                 "model_calls": ff.ncalls,
                 "E0_eV": e0, "E_eV": e1, "dE_per_atom_eV": (e1 - e0) / len(at1),
                 "pressure0_bar": p0, "pressure_bar": float(lmp.get_thermo("press")),
+                "stress_bar": [-float(lmp.get_thermo(k)) for k in ("pxx", "pyy", "pzz", "pyz", "pxz", "pxy")],
                 "fmax_eV_A": float(lmp.get_thermo("fmax")),
             }
         finally:
