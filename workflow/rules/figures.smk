@@ -116,7 +116,7 @@ def figures_inputs(wildcards=None):
             ins += [f"{RESULTS}/conductivity/{s}/{m}/{T}K.json"
                     for m in ["ensemble", *analysis_members()] for T in analysis_temperatures()]
     if parts["density"]:
-        for st in md_targets():
+        for st in md_run_targets():
             ins += [st, st[: -len("status.json")] + "dump.lammpstrj"]
     if parts["screening"]:
         ins.append(f"{RESULTS}/screening/ranking.csv")

@@ -65,8 +65,9 @@ def md_run_dir(structure, member, T, seed):
     return f"{MD}/{structure}/{member}/{T}K/seed{seed}"
 
 
-def md_targets(wildcards=None):
-    """status.json of every production run (an input function: may evaluate the checkpoint)."""
+def md_run_targets(wildcards=None):
+    """status.json of every production run. With validate.exclude_failed_models this evaluates the
+    validation checkpoint: use it in input functions only (pass it by name, or call it inside one)."""
     return [
         f"{md_run_dir(s, m, T, seed)}/status.json"
         for s in md_structures()
@@ -74,6 +75,15 @@ def md_targets(wildcards=None):
         for T in md_temperatures()
         for seed in md_seeds()
     ]
+
+
+def md_targets():
+    """What rule all needs from this stage (safe at parse time): every run, or with
+    validate.exclude_failed_models the marker of rule md_all, whose input function waits for the
+    validation checkpoint."""
+    if section("validate").get("exclude_failed_models"):
+        return [f"{MD}/all_runs.done"]
+    return md_run_targets()
 
 
 def md_options(md=None, engine=True):
@@ -142,4 +152,12 @@ rule md_run:
 rule md_all:
     """Every production run of the config (`snakemake md_all`)."""
     input:
-        md_targets,
+        md_run_targets,
+    output:
+        touch(f"{MD}/all_runs.done"),
+    params:
+        n=lambda wc, input: len(input),
+    log:
+        "logs/md_all/md_all.log",
+    shell:
+        "echo '{params.n} MD runs finished (see their status.json)' > {log}"
