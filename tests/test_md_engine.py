@@ -152,11 +152,8 @@ class _FailingAfter:
     """An ASE calculator that evaluates the real model, then raises on call `n` (a crashing model)."""
 
     def __init__(self, calc, n):
-        from ase.calculators.calculator import Calculator
-
         self.calc, self.n, self.calls = calc, n, 0
         self.implemented_properties = calc.implemented_properties
-        self._base = Calculator
 
     def get_property(self, name, atoms=None, allow_calculation=True):
         if name == "energy":

@@ -230,6 +230,7 @@ def _status(spec: RunSpec, out: Outcome, resume, natoms: int) -> dict:
                 else f"LAMMPS pair_style allegro via '{spec.lammps_command}'"),
         ensemble={"production": s.production.describe(), "equilibration": s.equilibration.describe()},
         model={"member": spec.member.name, "manifest": str(spec.member.manifest)},
+        disagreement_members=[m.name for m in spec.others] if spec.engine == "python" else [],
     )
     return status
 
