@@ -266,7 +266,8 @@ def run_python(spec, resume):
             {m.name: load_calculator(m) for m in spec.others}, s.disagreement.every,
             s.disagreement.threshold_eV_A, run_dir / rundir.DISAGREEMENT, run_dir / rundir.CANDIDATES,
             info={"structure": spec.structure, "member": spec.member.name, "temperature": T,
-                  "seed": int(spec.seed)})
+                  "seed": int(spec.seed),
+                  "source": f"md:{spec.structure}/{spec.member.name}/{T:g}K/seed{spec.seed}"})
         if resume and resume[0] == "production" and resume[1] > 0:
             monitor.last_step = resume[1]   # logged by the segment that wrote the restart
 
