@@ -167,3 +167,26 @@ def test_cli_errors_are_one_line(tmp_path, dataset, capsys, extra, needle):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and needle in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_unreachable_targets_are_skipped_and_listed_not_forced():
+    """Li cannot get close to P without an Li-O contact below the Li-O floor: such targets are skipped."""
+    from ase import Atoms
+
+    from ionflow.closepairs import construct
+
+    # P at the centre of an O tetrahedron (P-O 1.55 Å), Li 3 Å away
+    o = 1.55 / np.sqrt(3) * np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]])
+    pos = np.vstack([[5, 5, 5], 5 + o, [8.0, 5.0, 5.0]])
+    base = Atoms("PO4Li", positions=pos, cell=[10, 10, 10], pbc=True)
+    base.info.update(structure="t", temperature=100.0, split="train", config_type="fpmd")
+    frames, summary = construct([base], species=["Li"], partners=["P"], n_per_pair=4, seed=0,
+                                floors={"Li-P": 1.0, "Li-O": 1.6, "O-P": 1.2, "O-O": 2.0},
+                                dmax={"Li-P": 2.9}, max_attempts=5)
+    reached = [f.info["target_distance"] for f in frames]
+    unreachable = [k["target_distance"] for k in summary["skipped"] if "target_distance" in k]
+    assert unreachable and sorted(reached + unreachable) == pytest.approx(1.0 + (np.arange(4) + 0.5) * 1.9 / 4)
+    for f in frames:  # every built frame respects every floor
+        d = f.get_all_distances(mic=True)
+        li, others = 5, [1, 2, 3, 4]
+        assert d[li, others].min() >= 1.6 - 1e-9
