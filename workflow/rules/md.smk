@@ -8,119 +8,13 @@
 # "step"}; the analysis excludes and lists it. With validate.exclude_failed_models the members come
 # from the validation checkpoint (results/validation/models.json). GPU resources for the
 # lammps-command engine come from the SLURM profile.
-import json as _md_json
 
-MD = f"{RESULTS}/md"
-
-
-def _all_or(value, everything):
-    """'all', null or [] -> everything, else the list."""
-    if value in (None, "all") or (isinstance(value, list) and not value):
-        return list(everything)
-    return list(value)
-
-
-def ground_state(structure):
-    gs = config["structures"][structure].get("ground_state")
-    if not gs:
-        raise ValueError(f"config: structures.{structure}.ground_state is needed by the md/validate stages")
-    return gs
-
-
-def md_structures():
-    return _all_or(section("md").get("structures"), structures())
-
-
-def ensemble_member_names():
-    return [m["name"] for m in section("train").get("ensemble", [])]
-
-
-def md_members():
-    """md.members (all = every train.ensemble member), before validation."""
-    return _all_or(section("md").get("members"), ensemble_member_names())
-
-
-def md_temperatures():
-    return [f"{float(t):g}" for t in section("md")["temperatures"]]
-
-
-def md_seeds():
-    seeds = section("md")["seeds"]
-    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-
-
-def md_run_members(wildcards=None):
-    """Members that get production MD: md_members(), minus members failing validation when
-    validate.exclude_failed_models (evaluates the validation checkpoint)."""
-    members = md_members()
-    if section("validate").get("exclude_failed_models"):
-        verdict = checkpoints.validation_table.get().output.verdict
-        with open(verdict) as fh:
-            accepted = set(_md_json.load(fh)["accepted"])
-        members = [m for m in members if m in accepted]
-    return members
-
-
-def md_run_dir(structure, member, T, seed):
-    return f"{MD}/{structure}/{member}/{T}K/seed{seed}"
-
-
-def md_run_targets(wildcards=None):
-    """status.json of every production run. With validate.exclude_failed_models this evaluates the
-    validation checkpoint: use it in input functions only (pass it by name, or call it inside one)."""
-    return [
-        f"{md_run_dir(s, m, T, seed)}/status.json"
-        for s in md_structures()
-        for m in md_run_members()
-        for T in md_temperatures()
-        for seed in md_seeds()
-    ]
-
-
-def md_targets():
-    """What rule all needs from this stage (safe at parse time): every run, or with
-    validate.exclude_failed_models the marker of rule md_all, whose input function waits for the
-    validation checkpoint."""
-    if section("validate").get("exclude_failed_models"):
-        return [f"{MD}/all_runs.done"]
-    return md_run_targets()
-
-
-def md_options(md=None, engine=True):
-    """`ionflow md` options from the md section (params: a changed value reruns the runs);
-    engine=False leaves out --engine/--lammps-command (`ionflow validate stability`)."""
-    md = md or section("md")
-    th, b, d = md["thermostat"], md["blowup"], md["disagreement"]
-    opts = [
-        f"--timestep-fs {md['timestep_fs']}",
-        f"--steps {md['steps']}",
-        f"--equilibration-steps {md['equilibration_steps']}",
-        f"--dump-every {md['dump_every']}",
-        f"--thermo-every {md['thermo_every']}",
-        f"--restart-every {md['restart_every']}",
-        f"--thermostat {th['production']['type']}",
-        f"--damping-fs {th['production']['damping_fs']}",
-        f"--equilibration-thermostat {th['equilibration']['type']}",
-        f"--equilibration-damping-fs {th['equilibration']['damping_fs']}",
-        "--supercell " + " ".join(str(n) for n in md["supercell"]),
-        f"--dump-precision {md['dump_precision']}",
-        f"--max-temperature-factor {b['max_temperature_factor']}",
-        f"--min-distance-A {b['min_distance_A']}",
-        f"--max-force-eV-A {b['max_force_eV_A']}",
-        f"--check-every {b['check_every']}",
-        f"--disagreement-every {d['every']}",
-        f"--disagreement-threshold-eV-A {d['threshold_eV_A']}",
-    ]
-    if not d["enabled"]:
-        opts.append("--no-disagreement")
-    if engine:
-        opts.append(f"--engine {md['engine']}")
-        if md["engine"] == "lammps-command":
-            opts.append("--lammps-command '{}'".format(md["lammps_command"].replace("'", "'\\''")))
-    return " ".join(opts)
+include: "functions/md.smk"
 
 
 rule md_run:
+    conda:
+        "../../envs/environment.yml"
     input:
         ensemble=f"{RESULTS}/models/ensemble.json",
         manifest=f"{RESULTS}/models/{{member}}/manifest.json",
@@ -143,13 +37,14 @@ rule md_run:
         runtime=section("md")["resources"]["runtime_min"],
         mem_mb=section("md")["resources"]["mem_mb"],
     shell:
-        "{IONFLOW} md --ensemble {input.ensemble} --member {wildcards.member} "
+        "ionflow md --ensemble {input.ensemble} --member {wildcards.member} "
         "--structure-file {input.structure} --structure {wildcards.structure} "
         "--temperature {wildcards.T} --seed {wildcards.seed} --out {params.run_dir} "
         "{params.options} > {log} 2>&1"
 
-
 rule md_all:
+    conda:
+        "../../envs/environment.yml"
     """Every production run of the config (`snakemake md_all`)."""
     input:
         md_run_targets,

@@ -3,41 +3,13 @@
 # job resumes from its run/last.ckpt (the run directory is not a declared output, so Snakemake keeps
 # it). GPU resources for rule train_member come from the SLURM profile (set train.device: cuda|auto).
 # Optional target: `snakemake learning_curve` (same preset on nested fractions of the training split).
-import json
 
-from ionflow.train.settings import learning_curve_members, member_settings
-
-MODELS = f"{RESULTS}/models"
-
-
-def train_dataset():
-    """train.dataset, else the workflow's training set (merged with close-pair frames when enabled)."""
-    ds = section("train").get("dataset")
-    if ds:
-        return ds
-    if "training_dataset" in globals():  # defined by closepairs.smk
-        return training_dataset()
-    return f"{RESULTS}/dataset/dataset.extxyz"
-
-
-def train_member_names():
-    return [m["name"] for m in section("train")["ensemble"]]
-
-
-def learning_curve_names():
-    return [m["name"] for m in learning_curve_members(section("train"))]
-
-
-def train_targets():
-    """What rule all needs from this stage (the learning curve is an optional target)."""
-    return [f"{MODELS}/ensemble.json", f"{RESULTS}/validation/training_metrics.md"]
-
-
-def _member_settings_json(wildcards):
-    return json.dumps(member_settings(section("train"), wildcards.member), sort_keys=True)
+include: "functions/train.smk"
 
 
 rule train_member:
+    conda:
+        "../../envs/environment.yml"
     input:
         dataset=train_dataset(),
     output:
@@ -63,11 +35,12 @@ rule train_member:
         runtime=240,
         mem_mb=8000,
     shell:
-        "{IONFLOW} train --member {wildcards.member} --settings {params.settings:q} "
+        "ionflow train --member {wildcards.member} --settings {params.settings:q} "
         "--dataset {input.dataset} --out-dir {params.out_dir} > {log} 2>&1"
 
-
 rule metrics_table:
+    conda:
+        "../../envs/environment.yml"
     input:
         expand(f"{MODELS}/{{member}}/manifest.json", member=train_member_names()),
     output:
@@ -86,11 +59,12 @@ rule metrics_table:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{IONFLOW} metrics-table {input} --csv {output.csv} --markdown {output.md} "
+        "ionflow metrics-table {input} --csv {output.csv} --markdown {output.md} "
         "--ensemble {output.ensemble} > {log} 2>&1"
 
-
 rule learning_curve_member:
+    conda:
+        "../../envs/environment.yml"
     input:
         dataset=train_dataset(),
     output:
@@ -109,11 +83,12 @@ rule learning_curve_member:
         runtime=240,
         mem_mb=8000,
     shell:
-        "{IONFLOW} train --member {wildcards.lc} --settings {params.settings:q} --no-compile "
+        "ionflow train --member {wildcards.lc} --settings {params.settings:q} --no-compile "
         "--dataset {input.dataset} --out-dir {params.out_dir} > {log} 2>&1"
 
-
 rule learning_curve:
+    conda:
+        "../../envs/environment.yml"
     input:
         expand(f"{MODELS}/learning_curve/{{lc}}/manifest.json", lc=learning_curve_names()),
     output:
@@ -132,5 +107,5 @@ rule learning_curve:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{IONFLOW} metrics-table {input} --csv {output.csv} --learning-curve {output.png} "
+        "ionflow metrics-table {input} --csv {output.csv} --learning-curve {output.png} "
         "--learning-curve-json {output.json} > {log} 2>&1"

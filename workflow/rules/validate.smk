@@ -5,44 +5,12 @@
 # validate.exclude_failed_models the production MD (md.smk, md_run_members) runs accepted members only.
 # Needs md.smk (ground_state, md_options, _all_or, ensemble_member_names) included first.
 
-VALIDATION = f"{RESULTS}/validation"
-
-
-def validate_structures():
-    with_gs = [s for s in structures() if config["structures"][s].get("ground_state")]
-    return _all_or(section("validate").get("structures"), with_gs)
-
-
-def _stability_options():
-    v, md = section("validate")["stability"], section("md")
-    dump = v["dump_every"]
-    restart = -(-v["steps"] // dump) * dump  # one segment: a multiple of dump_every >= steps
-    opts = md_options(md | {"disagreement": md["disagreement"] | {"enabled": False}}, engine=False)
-    return (
-        f"{opts} --temperature {v['temperature_K']} --seed {v['seed']} --steps {v['steps']} "
-        f"--timestep-fs {v['timestep_fs'] or md['timestep_fs']} --equilibration-steps 0 "
-        f"--dump-every {dump} --thermo-every {dump} --restart-every {restart}"
-    )
-
-
-def _minimize_options():
-    m = section("validate")["minimize"]
-    return (
-        f"--box {m['box']} --min-style {m['min_style']} --etol {m['etol']} --ftol {m['ftol']} "
-        f"--maxiter {m['maxiter']} --maxeval {m['maxeval']} --vmax {m['vmax']} "
-        f"--max-volume-change-percent {m['max_volume_change_percent']} "
-        f"--max-displacement-A {m['max_displacement_A']}"
-    )
-
-
-def validation_targets():
-    """What rule all needs from this stage."""
-    if not section("validate").get("enabled", True):
-        return []
-    return [f"{VALIDATION}/models.csv"]
+include: "functions/validate.smk"
 
 
 rule validate_stability:
+    conda:
+        "../../envs/environment.yml"
     input:
         ensemble=f"{RESULTS}/models/ensemble.json",
         manifest=f"{RESULTS}/models/{{member}}/manifest.json",
@@ -62,12 +30,13 @@ rule validate_stability:
         runtime=section("validate")["stability"]["resources"]["runtime_min"],
         mem_mb=section("validate")["stability"]["resources"]["mem_mb"],
     shell:
-        "{IONFLOW} validate stability --ensemble {input.ensemble} --member {wildcards.member} "
+        "ionflow validate stability --ensemble {input.ensemble} --member {wildcards.member} "
         "--structure-file {input.structure} --structure {wildcards.structure} --out {params.run_dir} "
         "{params.options} > {log} 2>&1"
 
-
 rule validate_minimize:
+    conda:
+        "../../envs/environment.yml"
     input:
         ensemble=f"{RESULTS}/models/ensemble.json",
         manifest=f"{RESULTS}/models/{{member}}/manifest.json",
@@ -87,12 +56,13 @@ rule validate_minimize:
         runtime=30,
         mem_mb=4000,
     shell:
-        "{IONFLOW} validate minimize --ensemble {input.ensemble} --member {wildcards.member} "
+        "ionflow validate minimize --ensemble {input.ensemble} --member {wildcards.member} "
         "--structure-file {input.structure} --structure {wildcards.structure} --out {output.json} "
         "{params.options} > {log} 2>&1"
 
-
 checkpoint validation_table:
+    conda:
+        "../../envs/environment.yml"
     input:
         ensemble=f"{RESULTS}/models/ensemble.json",
         stability=lambda wc: [
@@ -128,6 +98,6 @@ checkpoint validation_table:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{IONFLOW} validate table --stability {input.stability} --minimize {input.minimize} "
-        "--ensemble {input.ensemble} {params.require_minimize} --out-dir {VALIDATION} "
+        "ionflow validate table --stability {input.stability} --minimize {input.minimize} "
+        "--ensemble {input.ensemble} {params.require_minimize} --out-dir $(dirname {output.stability}) "
         "--plot {output.figure} > {log} 2>&1"
