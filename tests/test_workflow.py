@@ -64,3 +64,24 @@ def test_invalid_config_is_rejected_naming_the_key(workdir):
     res = snakemake(workdir, "-n", check=False)
     assert res.returncode != 0
     assert "splitt" in res.stdout + res.stderr
+
+
+def _repo_snakemake(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    return subprocess.run([str(SNAKEMAKE), *args], cwd=REPO, capture_output=True, text=True, env=env)
+
+
+def test_lint_is_clean():
+    res = _repo_snakemake("--lint")
+    assert res.returncode == 0 and "good condition" in res.stdout + res.stderr, res.stdout[-4000:] + res.stderr[-2000:]
+
+
+def test_demo_config_dry_run_plans_every_stage(tmp_path):
+    # a scratch results dir so an existing demo run does not change the plan
+    res = _repo_snakemake("-n", "--cores", "2", "--config", f"results_dir={tmp_path}/results")
+    assert res.returncode == 0, res.stderr[-4000:]
+    counts = job_counts(res.stdout + res.stderr)
+    for rule in ("dataset", "closepairs", "label_sevennet", "merge_closepairs", "train_member", "validate_stability",
+                 "validate_minimize", "md_run", "conductivity", "combine_models", "arrhenius", "pes_scan",
+                 "pes_descriptors", "rank", "figures"):
+        assert counts.get(rule, 0) >= 1, (rule, counts)
