@@ -489,3 +489,23 @@ def test_ensemble_manifest_scan_cli_with_workers(trained_ensemble, tmp_path):
     d = tmp_path / "d.json"
     assert main(["pes-descriptors", str(s1), "-o", str(d)]) == 0
     assert json.loads(d.read_text())["fv_reference"].startswith("structure cell")
+
+
+def test_reads_the_ensemble_json_written_by_metrics_table(tmp_path, monkeypatch):
+    """ensemble.json gives 'manifest' relative to the workflow dir and 'manifest_rel' relative to itself."""
+    from ionflow.screening.calculators import read_manifest
+
+    models = tmp_path / "results" / "models"
+    for m in ("m0", "m1"):
+        (models / m).mkdir(parents=True)
+        (models / m / f"{m}.nequip.zip").write_bytes(b"zip")
+        (models / m / "manifest.json").write_text(json.dumps(
+            {"member": m, "type_names": ["Li", "O"], "r_max": 4.0, "package": f"{m}.nequip.zip"}))
+    (models / "ensemble.json").write_text(json.dumps({"members": [
+        {"name": m, "manifest": f"results/models/{m}/manifest.json", "manifest_rel": f"{m}/manifest.json"}
+        for m in ("m0", "m1")]}))
+    for cwd in (tmp_path, tmp_path / "results"):  # works from the workflow dir and elsewhere
+        monkeypatch.chdir(cwd)
+        mems = read_manifest(models / "ensemble.json")
+        assert [m["name"] for m in mems] == ["m0", "m1"]
+        assert mems[1]["package"] == str(models / "m1" / "m1.nequip.zip")

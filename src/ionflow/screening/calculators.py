@@ -177,7 +177,11 @@ def read_manifest(path: str | Path) -> list[dict]:
         for k, ent in enumerate(entries):
             if not isinstance(ent, dict) or "manifest" not in ent:
                 raise InputError(path, "each member needs a 'manifest' path", field=f"members[{k}]")
-            sub = _resolve(path.parent, ent["manifest"])
+            # ensemble.json (ionflow metrics-table) gives 'manifest_rel' (relative to itself) and
+            # 'manifest' (relative to the workflow directory); accept either, or an absolute path
+            cands = ([_resolve(path.parent, ent["manifest_rel"])] if ent.get("manifest_rel") else []) + [
+                _resolve(path.parent, ent["manifest"]), Path(ent["manifest"])]
+            sub = next((c for c in cands if c.is_file()), cands[0])
             mem = read_manifest(sub)[0]
             mem["name"] = ent.get("name", mem["name"])
             out.append(mem)
