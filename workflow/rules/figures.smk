@@ -20,6 +20,8 @@ rule figures:
         **figures_outputs(),
     params:
         options=_figures_options,
+        results=lambda wc, output: os.path.dirname(os.path.dirname(os.path.dirname(output.manifest))),
+        out=lambda wc, output: os.path.dirname(output.manifest),
     log:
         "logs/figures/figures.log",
     benchmark:
@@ -28,5 +30,5 @@ rule figures:
         runtime=30,
         mem_mb=4000,
     shell:
-        "ionflow figures $(dirname $(dirname $(dirname {output.manifest}))) -o $(dirname {output.manifest}) "
+        "ionflow figures {params.results} -o {params.out} "
         "{params.options} > {log} 2>&1"

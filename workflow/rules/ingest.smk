@@ -65,6 +65,7 @@ rule dataset:
         dedup=lambda wc: section("ingest")["dedup_tolerance_A"],
         mobile=config["mobile"]["species"],
         partners=lambda wc: " ".join(section("ingest")["partners"]),
+        summary_dir=lambda wc, output: os.path.dirname(output.summary),
     log:
         "logs/dataset/dataset.log",
     benchmark:
@@ -76,5 +77,5 @@ rule dataset:
         "ionflow ingest {input} -o {output.dataset} --split {params.split} "
         "--split-seed {params.seed} --holdout-temperatures {params.holdout} "
         "--dedup-tolerance {params.dedup} --mobile {params.mobile} "
-        "--partners {params.partners} --summary-dir $(dirname {output.summary}) "
+        "--partners {params.partners} --summary-dir {params.summary_dir} "
         "--split-json {output.split} > {log} 2>&1"

@@ -90,6 +90,7 @@ checkpoint validation_table:
         ),
     params:
         require_minimize="--require-minimize" if section("validate").get("require_minimize") else "",
+        out_dir=lambda wc, output: os.path.dirname(output.stability),
     log:
         "logs/validation_table/validation_table.log",
     benchmark:
@@ -99,5 +100,5 @@ checkpoint validation_table:
         mem_mb=2000,
     shell:
         "ionflow validate table --stability {input.stability} --minimize {input.minimize} "
-        "--ensemble {input.ensemble} {params.require_minimize} --out-dir $(dirname {output.stability}) "
+        "--ensemble {input.ensemble} {params.require_minimize} --out-dir {params.out_dir} "
         "--plot {output.figure} > {log} 2>&1"
