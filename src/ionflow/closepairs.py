@@ -25,8 +25,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import InputError, IonflowError
-from .io.atomic import atomic_path, save_figure, write_json
+from .errors import InputError
+from .io.frames import read_frames, write_frames
+from .io.atomic import save_figure, write_json
 
 #: info keys of the dataset contract carried over from the base frame
 CARRIED_KEYS = ("structure", "temperature", "source", "step")
@@ -361,29 +362,6 @@ def plot_min_distances(before: Sequence, after: Sequence, pairs: Sequence[str], 
 
 
 # --------------------------------------------------------------------------- IO
-
-
-def read_frames(path, what: str = "frames") -> list:
-    """All frames of an extxyz file, with InputError on a missing/unreadable file."""
-    from ase.io import read
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        frames = read(path, index=":", format="extxyz")
-    except Exception as exc:  # ASE raises many types for bad files
-        raise InputError(path, f"cannot read as extxyz: {exc}".splitlines()[0]) from None
-    if not frames:
-        raise InputError(path, f"no {what} in file")
-    return frames
-
-
-def write_frames(path, frames: Sequence) -> None:
-    from ase.io import write
-
-    with atomic_path(path, suffix=".extxyz") as tmp:
-        write(tmp, list(frames), format="extxyz")
 
 
 # --------------------------------------------------------------------------- CLI

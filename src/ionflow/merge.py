@@ -130,7 +130,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .closepairs import plot_min_distances, read_frames, write_frames
+    from .closepairs import plot_min_distances
+    from .io.frames import read_frames, write_frames
     from .io.atomic import write_json
     from .provenance import provenance
 

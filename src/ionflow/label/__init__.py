@@ -190,7 +190,7 @@ def failed_csv(rows: list[dict], note: str | None = None) -> str:
 
 
 def _write_outputs(args, ok: list, failed: list[dict], facts: dict, inputs: list) -> None:
-    from ..closepairs import write_frames
+    from ..io.frames import write_frames
     from ..io.atomic import write_json, write_text
     from ..provenance import provenance
 
@@ -223,7 +223,7 @@ def _write_outputs(args, ok: list, failed: list[dict], facts: dict, inputs: list
 
 def gather(paths) -> tuple[list, dict]:
     """Per-frame result files → (results, facts); labels must agree across files."""
-    from ..closepairs import read_frames
+    from ..io.frames import read_frames
 
     results = []
     for p in paths:
@@ -302,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
         ok, failed = split_results(results)
         _write_outputs(args, ok, failed, facts, args.inputs)
         return 0
-    from ..closepairs import read_frames, write_frames
+    from ..io.frames import read_frames, write_frames
 
     if len(args.inputs) != 1:
         raise InputError("command line", f"give one FRAMES file (got {len(args.inputs)}); "

@@ -19,17 +19,11 @@ SPLITS = ("train", "val", "test")
 
 def read_dataset(path: str | Path) -> list:
     """All frames of an extxyz dataset (dataset contract), with labels and split checked."""
-    from ase.io import read
+    from ..io.frames import read_frames
 
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise InputError(path, "dataset file not found")
-    try:
-        frames = read(path, index=":", format="extxyz")
-    except Exception as exc:  # ASE raises many types on malformed files
-        raise InputError(path, f"cannot read as extxyz: {exc}".splitlines()[0]) from None
-    if not frames:
-        raise InputError(path, "dataset has no frames")
+    frames = read_frames(path, "dataset frames")
     for k, a in enumerate(frames):
         res = a.calc.results if a.calc is not None else {}
         if "energy" not in res or "forces" not in res:
