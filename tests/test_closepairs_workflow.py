@@ -7,11 +7,7 @@ only these rules run.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,27 +15,15 @@ import yaml
 
 from conftest import require_module, require_tool
 from ionflow.closepairs import read_frames
+from wf_util import REPO, job_counts, run_snakemake
 from qe_util import pw_md  # noqa: F401  (fixture: a real 6-step pw.x MD of 12-atom Li2O)
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 RULES = REPO / "workflow" / "rules"
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
-    cmd = [str(SNAKEMAKE), "--snakefile", str(workdir / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check and res.returncode != 0:
-        logs = "\n".join(p.read_text()[-2000:] for p in sorted((workdir / "logs").rglob("*.log")))
-        raise AssertionError(f"snakemake failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}\n{logs}")
-    return res
-
-
-def job_counts(text: str) -> dict[str, int]:
-    table = text.split("Job stats:")[-1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) not in ("total", "all")}
+def _smk(workdir, *args, **kw):
+    """Snakemake with the test's own Snakefile (it includes only the rule files under test)."""
+    return run_snakemake(workdir, *args, snakefile=workdir / "Snakefile", show_logs=True, **kw)
 
 
 def _snakefile(workdir: Path, with_ingest: bool) -> None:
@@ -66,7 +50,7 @@ def test_qe_chain_ingest_closepairs_label_per_frame_merge(tmp_path, pw_md):
             "ecutwfc": 25, "ecutrho": 200, "conv_thr": 1.0e-7}},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(tmp_path)
+    _smk(tmp_path)
     cp = tmp_path / "results" / "closepairs"
     assert sorted(p.name for p in (cp / "qe").iterdir()) == ["frame_00000.extxyz", "frame_00001.extxyz"]
     assert (cp / "failed.csv").read_text().splitlines() == [
@@ -88,7 +72,7 @@ def test_qe_chain_ingest_closepairs_label_per_frame_merge(tmp_path, pw_md):
     # a changed DFT setting relabels every frame, but does not rebuild the frames or the dataset
     cfg["label"]["qe"]["conv_thr"] = 1.0e-8
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    res = snakemake(tmp_path, "-n")
+    res = _smk(tmp_path, "-n")
     assert job_counts(res.stdout + res.stderr) == {"label_frame": 2, "label_gather": 1, "merge_closepairs": 1}
 
 
@@ -109,7 +93,7 @@ def test_sevennet_chain_closepairs_label_merge(tmp_path):
            "closepairs": {"n_per_pair": 2, "rattle_A": 0.02, "merge": {"val_fraction": 0.5}},
            "label": {"engine": "sevennet"}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(tmp_path)
+    _smk(tmp_path)
     cp = tmp_path / "results" / "closepairs"
     note = "labels: SevenNet-0 (universal potential), not DFT"
     merged = read_frames(cp / "merged.extxyz")
@@ -121,4 +105,4 @@ def test_sevennet_chain_closepairs_label_merge(tmp_path):
         summary = json.loads((cp / name).read_text())
         assert summary["note"] == note and summary["provenance"]["note"] == note
     assert note in (tmp_path / "logs" / "label_sevennet" / "label_sevennet.log").read_text()
-    assert "Nothing to be done" in "".join(snakemake(tmp_path, "-n").__dict__[k] for k in ("stdout", "stderr"))
+    assert "Nothing to be done" in "".join(_smk(tmp_path, "-n").__dict__[k] for k in ("stdout", "stderr"))

@@ -3,34 +3,12 @@ SevenNet-0 scan of a tiny grid; changed screening options rerun the scan."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import require_module
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-
-
-def _snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
-    cmd = [str(SNAKEMAKE), "--snakefile", str(workdir / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check and res.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
-    return res
-
-
-def _jobs(out: str) -> dict[str, int]:
-    table = out.split("Job stats:")[-1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+from wf_util import REPO, job_counts as _jobs, run_snakemake
 
 
 @pytest.fixture
@@ -49,14 +27,19 @@ def workdir(tmp_path):
     return tmp_path
 
 
+def _smk(workdir, *args, **kw):
+    """Snakemake with the test's own Snakefile (it includes only the rule files under test)."""
+    return run_snakemake(workdir, *args, snakefile=workdir / "Snakefile", **kw)
+
+
 def test_dry_run_plans_scan_descriptors_rank(workdir):
-    res = _snakemake(workdir, "-n")
+    res = _smk(workdir, "-n")
     assert _jobs(res.stdout + res.stderr) == {"all": 1, "pes_scan": 1, "pes_descriptors": 1, "rank": 1}
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["screening"]["raw_cell_comparison"] = True
     cfg["screening"]["structures"]["gLPO"] = {"structure": "builtin:gamma-Li3PO4", "max_ions": 2}
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    res = _snakemake(workdir, "-n")
+    res = _smk(workdir, "-n")
     assert _jobs(res.stdout + res.stderr) == {"all": 1, "pes_scan": 2, "pes_scan_raw": 2,
                                               "pes_descriptors": 2, "pes_descriptors_raw": 2,
                                               "rank": 1, "rank_raw": 1}
@@ -66,14 +49,14 @@ def test_unknown_screening_key_is_rejected(workdir):
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["screening"]["grid_stepp"] = 1.0
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    res = _snakemake(workdir, "-n", check=False)
+    res = _smk(workdir, "-n", check=False)
     assert res.returncode != 0 and "grid_stepp" in res.stdout + res.stderr
 
 
 @pytest.mark.slow
 def test_screening_chain_runs_with_sevennet(workdir):
     require_module("sevenn", "sevenn")
-    _snakemake(workdir)
+    _smk(workdir)
     for rel in ("results/screening/bLPO/scan.npz", "results/screening/bLPO/descriptors.json",
                 "results/screening/bLPO/level.cube", "results/screening/ranking.csv",
                 "results/figures/screening/ranking.png", "results/figures/screening/bLPO_level.png",
@@ -84,5 +67,5 @@ def test_screening_chain_runs_with_sevennet(workdir):
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["screening"]["grid_step_A"] = 1.0
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    res = _snakemake(workdir, "-n")
+    res = _smk(workdir, "-n")
     assert _jobs(res.stdout + res.stderr) == {"all": 1, "pes_scan": 1, "pes_descriptors": 1, "rank": 1}

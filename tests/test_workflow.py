@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -13,25 +12,7 @@ import pytest
 import yaml
 
 from qe_util import pw_md  # noqa: F401  (fixture)
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
-    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check and res.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
-    return res
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    table = dry_run_output.split("Job stats:")[-1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
-
+from wf_util import REPO, SNAKEMAKE, job_counts, run_snakemake
 
 @pytest.fixture
 def workdir(tmp_path, pw_md):
@@ -43,17 +24,17 @@ def workdir(tmp_path, pw_md):
 
 def test_ingest_chain_runs_and_config_change_reruns_only_dependents(workdir):
     target = "results/dataset/summary/summary.json"
-    snakemake(workdir, target)
+    run_snakemake(workdir, target)
     assert (workdir / "results/dataset/dataset.extxyz").exists()
     assert (workdir / "logs/dataset/dataset.log").exists()
     assert list((workdir / "benchmarks/snakemake/dataset").glob("*.tsv"))
     # nothing to do on a rerun
-    assert "Nothing to be done" in snakemake(workdir, "-n", target).stdout + snakemake(workdir, "-n", target).stderr
+    assert "Nothing to be done" in run_snakemake(workdir, "-n", target).stdout + run_snakemake(workdir, "-n", target).stderr
     # a new split seed reruns the dataset rule only, not the per-source parsing
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["ingest"] = {"split": {"seed": 99}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    res = snakemake(workdir, "-n", target)
+    res = run_snakemake(workdir, "-n", target)
     assert job_counts(res.stdout + res.stderr) == {"dataset": 1}
 
 
@@ -61,7 +42,7 @@ def test_invalid_config_is_rejected_naming_the_key(workdir):
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["ingest"] = {"splitt": {}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    res = snakemake(workdir, "-n", check=False)
+    res = run_snakemake(workdir, "-n", check=False)
     assert res.returncode != 0
     assert "splitt" in res.stdout + res.stderr
 
