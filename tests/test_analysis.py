@@ -266,10 +266,51 @@ def test_cli_failed_run_is_excluded_and_listed(dumps, tmp_path, capsys):
     assert len(res["trajectories"]) == 1
     assert res["excluded"] == [{"path": str(bad / "dump.lammpstrj"), "status": "failed",
                                 "reason": "lost atoms at step 4000"}]
+    # every run failed: a result with status failed (nulls, reason, excluded runs), never numbers
     o2 = tmp_path / "none.json"
     rc, _, err = cli(["conductivity", str(bad / "dump.lammpstrj"), "--temperature", "600", "--dt-fs", "10",
-                      "-o", str(o2)], capsys)
-    assert rc == 2 and "all trajectories excluded" in err and not o2.exists()
+                      "--model", "m9", "-o", str(o2), "--plot-msd", str(tmp_path / "f.png")], capsys)
+    assert rc == 0 and "all trajectories excluded" in err
+    failed = json.loads(o2.read_text())
+    assert failed["status"] == "failed" and "lost atoms at step 4000" in failed["reason"]
+    assert failed["sigma_full_S_cm"] == {"mean": None, "sem": None} and failed["trajectories"] == []
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_failed_model_results_are_excluded_by_combine_and_arrhenius(dumps, tmp_path, capsys):
+    """A model whose runs all blew up is listed, never averaged: combine uses the others; if none is
+    left the ensemble result is failed, and arrhenius leaves that temperature out and lists it."""
+    root, d = dumps
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "status.json").write_text(json.dumps({"status": "failed", "reason": "min distance 0.6 A"}))
+    res = {}
+    for T in (600, 700, 800):
+        base = tmp_path / "conductivity" / "S1"
+        for model, trajs in (("m0", [str(d[1] / "dump.lammpstrj"), str(d[2] / "dump.lammpstrj")]),
+                             ("m1", [str(bad / "dump.lammpstrj")])):
+            if T == 800 and model == "m0":
+                trajs = [str(bad / "dump.lammpstrj")]
+            o = base / model / f"{T}K.json"
+            rc, _, err = cli(["conductivity", *trajs, "--temperature", str(T), "--dt-fs", "10", "--blocks", "4",
+                              "--structure", "S1", "--model", model, "-o", str(o)], capsys)
+            assert rc == 0, err
+        e = base / "ensemble" / f"{T}K.json"
+        rc, _, err = cli(["combine", str(base / "m0" / f"{T}K.json"), str(base / "m1" / f"{T}K.json"),
+                          "-o", str(e), "--model", "ensemble"], capsys)
+        assert rc == 0, err
+        res[T] = json.loads(e.read_text())
+    m0_600 = json.loads((tmp_path / "conductivity/S1/m0/600K.json").read_text())
+    assert res[600]["sigma_full_S_cm"]["mean"] == pytest.approx(m0_600["sigma_full_S_cm"]["mean"])
+    assert [x["model"] for x in res[600]["excluded_models"]] == ["m1"]
+    assert res[800]["status"] == "failed" and res[800]["sigma_full_S_cm"]["mean"] is None
+    out = tmp_path / "arr.json"
+    rc, _, err = cli(["arrhenius", *[str(tmp_path / f"conductivity/S1/ensemble/{T}K.json") for T in (600, 700, 800)],
+                      "-o", str(out)], capsys)
+    assert rc == 0, err
+    group = json.loads(out.read_text())["groups"][0]
+    assert group["temperatures_K"] == [600, 700]
+    assert [f["temperature_K"] for f in group["failed_points"]] == [800]
 
 
 def _malformed_cases(tmp_path, d):

@@ -619,6 +619,9 @@ def load_conductivity(ctx: Context) -> dict:
         if T is None:
             continue
         res = load_result(p)
+        if str(res.get("status", "ok")).lower() == "failed":  # every run blew up: listed, never plotted
+            ctx.skip(f"conductivity {p}", f"failed result: {res.get('reason')}")
+            continue
         out.setdefault(p.parent.parent.name, {}).setdefault(p.parent.name, {})[T] = (p, res)
     return out
 

@@ -126,7 +126,10 @@ def group_results(paths) -> dict:
 
 
 def fit_group(items, *, converged_only: bool = False) -> dict:
-    items = sorted(items, key=lambda it: it[1]["temperature_K"])
+    failed = [{"path": p, "temperature_K": r.get("temperature_K"), "reason": r.get("reason")}
+              for p, r in items if str(r.get("status", "ok")).lower() == "failed"]
+    items = sorted((it for it in items if str(it[1].get("status", "ok")).lower() != "failed"),
+                   key=lambda it: it[1]["temperature_K"])
     points = []
     for p, r in items:
         points.append({
@@ -167,6 +170,7 @@ def fit_group(items, *, converged_only: bool = False) -> dict:
         "temperatures_K": temps,
         "points": points,
         "used_points": [pt["path"] for pt in use],
+        "failed_points": failed,
         "tracer": tracer, "full": full, "diffusion": diff,
         "haven_ratio": [{"temperature_K": pt["temperature_K"], **pt["haven_ratio"]} for pt in points],
         "Ea_full_minus_tracer_eV": ea_diff,

@@ -31,6 +31,8 @@ def load_result(path) -> dict:
         raise InputError(p, f"unreadable JSON ({exc})") from None
     if not isinstance(res, dict) or res.get("schema") != SCHEMA:
         raise InputError(p, f"not an ionflow conductivity result (schema != {SCHEMA})", field="schema")
+    if str(res.get("status", "ok")).lower() == "failed":
+        return res
     for key in ("temperature_K", "trajectories", *QUANTITIES):
         if key not in res:
             raise InputError(p, "missing key", field=key)
@@ -155,8 +157,30 @@ def run(args) -> int:
     from ..io.atomic import write_json
     from ..provenance import provenance
 
-    results = [load_result(p) for p in args.results]
-    out = combine(results, list(args.results), model_label=args.model, structure=args.structure)
+    from .conductivity import failed_result, is_failed
+
+    loaded = [(str(p), load_result(p)) for p in args.results]
+    failed = [{"path": p, "model": r.get("model"), "reason": r.get("reason")} for p, r in loaded if is_failed(r)]
+    ok = [(p, r) for p, r in loaded if not is_failed(r)]
+    results = [r for _, r in ok]
+    if not ok:
+        first = loaded[0][1]
+        out = failed_result("every model's result failed: " + "; ".join(f"{f['path']}: {f['reason']}" for f in failed),
+                            failed, temperature=first["temperature_K"], species=first.get("species", []),
+                            structure=args.structure or first.get("structure"), model=args.model,
+                            polarization=first.get("polarization"))
+        out["excluded_models"] = failed
+        out["provenance"] = provenance(stage="combine", inputs=args.results,
+                                       options={k: v for k, v in vars(args).items() if not k.startswith("_")})
+        if args.plot_running:
+            from . import plots
+
+            plots.plot_failed(out, args.plot_running)
+        write_json(args.output, out)
+        print(f"warning: {out['reason']}")
+        return 0
+    out = combine(results, [p for p, _ in ok], model_label=args.model, structure=args.structure)
+    out["excluded_models"] = failed
     out["provenance"] = provenance(stage="combine", inputs=args.results,
                                    options={k: v for k, v in vars(args).items() if not k.startswith("_")})
     if args.plot_running and out.get("curves"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -422,6 +423,19 @@ def read_status(traj: Path) -> tuple[dict | None, Path]:
 # ----------------------------------------------------------------------------------------------
 # CLI
 
+def failed_result(reason: str, excluded: list, *, temperature: float, species, structure=None, model=None,
+                  polarization=None) -> dict:
+    """A result with status 'failed': every contract quantity null, the reason and the excluded runs kept."""
+    return {"schema": SCHEMA, "status": "failed", "reason": reason, "temperature_K": float(temperature),
+            "species": list(species), "structure": structure, "model": model, "polarization": polarization,
+            "trajectories": [], "excluded": excluded,
+            **{q: {"mean": None, "sem": None} for q in QUANTITIES}}
+
+
+def is_failed(result: dict) -> bool:
+    return str(result.get("status", "ok")).lower() == "failed"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("traj", nargs="+", metavar="TRAJ",
                    help="trajectories (LAMMPS text dump or anything ASE reads); several = independent seeds "
@@ -497,8 +511,24 @@ def run(args) -> int:
         included.append(t)
         statuses[str(t)] = st
     if not included:
+        if not excluded:
+            raise IonflowError("no trajectories given")
+        # every run of this model at this T blew up: record it as a failed result that combine and
+        # arrhenius exclude and list (the seed study's "catastrophic MD instability" is a finding)
         why = "; ".join(f"{e['path']}: {e['reason']}" for e in excluded)
-        raise IonflowError(f"all trajectories excluded by their status.json ({why})")
+        result = failed_result(f"all trajectories excluded by their status.json ({why})", excluded,
+                               temperature=args.temperature, species=species, structure=args.structure,
+                               model=args.model, polarization=args.polarization)
+        result["provenance"] = provenance(stage="conductivity", inputs=status_files,
+                                          options={k: v for k, v in vars(args).items() if not k.startswith("_")})
+        from . import plots
+
+        for path in (args.plot_msd, args.plot_running):
+            if path:
+                plots.plot_failed(result, path)
+        write_json(args.output, result)
+        print(f"warning: {result['reason']}", file=sys.stderr)
+        return 0
 
     dts = {}
     for t in included:

@@ -132,3 +132,23 @@ def plot_arrhenius(arr: dict, path) -> None:
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)
+
+
+def plot_failed(result: dict, path) -> None:
+    """Placeholder figure for a failed result: states which runs failed and why."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io.atomic import save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.axis("off")
+    head = f"{result.get('structure') or ''} {result.get('model') or ''} {result.get('temperature_K', 0):g} K: FAILED"
+    ax.text(0.0, 1.0, head + "\n" + textwrap.fill(str(result.get("reason", "")), 90), va="top", ha="left",
+            fontsize=8, family="monospace", transform=ax.transAxes)
+    save_figure(fig, path, dpi=100)
+    plt.close(fig)
