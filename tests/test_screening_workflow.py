@@ -34,13 +34,13 @@ def _smk(workdir, *args, **kw):
 
 def test_dry_run_plans_scan_descriptors_rank(workdir):
     res = _smk(workdir, "-n")
-    assert _jobs(res.stdout + res.stderr) == {"all": 1, "pes_scan": 1, "pes_descriptors": 1, "rank": 1}
+    assert _jobs(res.stdout + res.stderr) == {"pes_scan": 1, "pes_descriptors": 1, "rank": 1}
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["screening"]["raw_cell_comparison"] = True
     cfg["screening"]["structures"]["gLPO"] = {"structure": "builtin:gamma-Li3PO4", "max_ions": 2}
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     res = _smk(workdir, "-n")
-    assert _jobs(res.stdout + res.stderr) == {"all": 1, "pes_scan": 2, "pes_scan_raw": 2,
+    assert _jobs(res.stdout + res.stderr) == {"pes_scan": 2, "pes_scan_raw": 2,
                                               "pes_descriptors": 2, "pes_descriptors_raw": 2,
                                               "rank": 1, "rank_raw": 1}
 
@@ -68,4 +68,4 @@ def test_screening_chain_runs_with_sevennet(workdir):
     cfg["screening"]["grid_step_A"] = 1.0
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     res = _smk(workdir, "-n")
-    assert _jobs(res.stdout + res.stderr) == {"all": 1, "pes_scan": 1, "pes_descriptors": 1, "rank": 1}
+    assert _jobs(res.stdout + res.stderr) == {"pes_scan": 1, "pes_descriptors": 1, "rank": 1}
