@@ -26,12 +26,12 @@ TOTAL energy (eV) of the cell with ion m placed at each of many Cartesian positi
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, IonflowError, MissingToolError
+from ..io.jsonio import read_json
 
 
 def _torch():
@@ -163,12 +163,7 @@ def read_manifest(path: str | Path) -> list[dict]:
     (whichever exist).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "ensemble manifest not found")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
+    doc = read_json(path, missing="ensemble manifest not found")
     if isinstance(doc, dict) and "members" in doc:
         entries = doc["members"]
         if not isinstance(entries, list) or not entries:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.jsonio import read_json
 
 COLUMNS = ["rank", "structure", "xi", "mpe_eV", "mpe_a_eV", "mpe_b_eV", "mpe_c_eV",
            "fv_connected_0.5", "fv_disconnected_0.5", "n_ions", "scan_cell_kind", "supercell",
@@ -30,12 +30,7 @@ def _num(x):
 
 def load_descriptors(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
+    d = read_json(path)
     for key in ("xi", "mpe_eV", "mpe_axis_eV", "fv_connected", "fv_disconnected"):
         if key not in d:
             raise InputError(path, "missing (not a pes-descriptors result?)", field=key)
@@ -49,12 +44,7 @@ def load_descriptors(path: str | Path) -> dict:
 def load_md(path: str | Path) -> dict:
     """{structure: {sigma/Ea values}} from an ``ionflow arrhenius`` result (ensemble group preferred)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
+    doc = read_json(path)
     groups = doc.get("groups")
     if not isinstance(groups, list):
         raise InputError(path, "missing list (not an arrhenius result?)", field="groups")
