@@ -1,5 +1,9 @@
 """`ionflow md`: one LAMMPS MD run of one ensemble member, structure, temperature and seed.
 
+The model is an ensemble member (--ensemble/--member or --manifest) or, for the teacher-student
+check, the universal potential the surrogate labels came from (--calculator sevennet[:MODEL],
+python engine only; status.json then records "model": "sevennet:7net-0" and "member": null).
+
 Engines: `python` (LAMMPS Python module; forces from the ASE-compiled Allegro model through
 `fix external`) and `lammps-command` (writes in.lammps with `pair_style allegro` and runs a
 user-given LAMMPS command, e.g. `srun lmp -k on g 1 -sf kk`). Both write the same files to
@@ -72,11 +76,31 @@ def settings_from_args(args: argparse.Namespace) -> MDSettings:
     )
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, universal: bool = False) -> None:
+    """Model source options; ``universal`` adds --calculator/--device (a universal potential)."""
     g = parser.add_argument_group("model")
     g.add_argument("--ensemble", type=Path, help="results/models/ensemble.json (with --member)")
     g.add_argument("--member", help="member name in --ensemble")
     g.add_argument("--manifest", type=Path, help="a member's manifest.json (instead of --ensemble/--member)")
+    if universal:
+        g.add_argument("--calculator", default=None, metavar="sevennet[:MODEL[:MODAL]]",
+                       help="a universal potential instead of an ensemble member (teacher-student check): "
+                            "'sevennet' = SevenNet-0 (7net-0, weights in the sevenn wheel); python engine only")
+        g.add_argument("--device", default="cpu", help="--calculator device: cpu, cuda or auto")
+
+
+def resolve_model(args: argparse.Namespace):
+    """(driving model, other members): a universal potential from --calculator, else as resolve_members."""
+    from ..errors import InputError
+    from .models import parse_calculator
+
+    if getattr(args, "calculator", None):
+        given = [f"--{k}" for k in ("ensemble", "member", "manifest") if getattr(args, k, None)]
+        if given:
+            raise InputError("command line", f"--calculator replaces {'/'.join(given)} (give one model source)",
+                             "model")
+        return parse_calculator(args.calculator, args.device), []
+    return resolve_members(args)
 
 
 def resolve_members(args: argparse.Namespace):
@@ -89,7 +113,8 @@ def resolve_members(args: argparse.Namespace):
         others = [m for m in load_ensemble(args.ensemble) if m.name != member.name] if args.ensemble else []
         return member, others
     if args.ensemble is None or not args.member:
-        raise InputError("command line", "give --manifest, or --ensemble and --member", "model")
+        raise InputError("command line", "give --manifest, or --ensemble and --member"
+                         + (", or --calculator" if hasattr(args, "calculator") else ""), "model")
     members = load_ensemble(args.ensemble)
     by_name = {m.name: m for m in members}
     if args.member not in by_name:
@@ -99,7 +124,7 @@ def resolve_members(args: argparse.Namespace):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    add_model_arguments(parser, universal=True)
     parser.add_argument("--structure-file", type=Path, required=True,
                         help="starting structure (ASE-readable; e.g. the structure's ground state)")
     parser.add_argument("--structure", required=True, help="structure name (recorded in the results)")
@@ -117,7 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .runner import RunSpec, run_md
 
-    member, others = resolve_members(args)
+    member, others = resolve_model(args)
     spec = RunSpec(
         run_dir=args.out, structure_file=args.structure_file, structure=args.structure, member=member,
         others=others, temperature_K=args.temperature, seed=args.seed, settings=settings_from_args(args),

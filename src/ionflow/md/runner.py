@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from ..io.atomic import atomic_path, write_json
 from ..provenance import file_sha256, provenance
 from . import rundir
 from .blowup import Failure
-from .models import Member
+from .models import CalculatorModel, Member
 from .script import DATA, DUMP, THERMO
 from .settings import ENGINES, MDSettings
 
@@ -26,7 +26,7 @@ class RunSpec:
     run_dir: Path
     structure_file: Path
     structure: str
-    member: Member
+    member: Member | CalculatorModel   # an ensemble member, or a universal potential (teacher)
     temperature_K: float
     seed: int
     settings: MDSettings = field(default_factory=MDSettings)
@@ -85,10 +85,17 @@ def write_data_file(atoms, path: Path, species: list[str]) -> None:
               units="metal")
 
 
+def is_universal(spec: RunSpec) -> bool:
+    """True when a universal potential (``--calculator``), not an ensemble member, drives the run."""
+    return isinstance(spec.member, CalculatorModel)
+
+
 def _fingerprint(spec: RunSpec, structure_hash: str) -> dict:
     s = spec.settings.to_dict()
     s.pop("steps")  # a longer run may extend a finished one
     model = spec.member.ase_model if spec.engine == "python" else spec.member.pair_allegro_model
+    if is_universal(spec):
+        model = json.dumps(spec.member.identity(), sort_keys=True)
     return {
         "settings": s,
         "temperature_K": float(spec.temperature_K),
@@ -131,14 +138,27 @@ def run_md(spec: RunSpec) -> dict:
     if not spec.temperature_K > 0:
         raise InputError("md settings", "must be > 0", "temperature")
     atoms = read_structure(spec.structure_file, s.supercell)
-    check_species(atoms, spec.member, spec.structure_file)
-    if spec.engine == "python":
-        spec.member.require_ase()
-        for other in spec.others:
-            other.require_ase()
-            check_species(atoms, other, spec.structure_file)
+    if is_universal(spec):
+        if spec.engine != "python":
+            raise InputError("command line", "a universal potential (--calculator) runs with the python engine "
+                                             "only (the lammps-command engine needs a pair_allegro model)",
+                             "--engine")
+        if spec.others:
+            raise InputError("command line", "no ensemble disagreement with --calculator (give no other "
+                                             "members)", "--ensemble")
+        spec = replace(spec, member=spec.member.for_structure(atoms))
+        from .models import load_calculator
+
+        load_calculator(spec.member)   # a bad model name or device fails before the run directory is touched
     else:
-        spec.member.require_pair_allegro()
+        check_species(atoms, spec.member, spec.structure_file)
+        if spec.engine == "python":
+            spec.member.require_ase()
+            for other in spec.others:
+                other.require_ase()
+                check_species(atoms, other, spec.structure_file)
+        else:
+            spec.member.require_pair_allegro()
 
     run_dir = Path(spec.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +223,9 @@ def _status(spec: RunSpec, out: Outcome, resume, natoms: int) -> dict:
         "equilibration_ensemble": s.equilibration.describe(),
         "seed": int(spec.seed),
         "structure": spec.structure,
-        "member": spec.member.name,
+        "member": None if is_universal(spec) else spec.member.name,
+        "model": spec.member.name,      # the member, or the universal potential, e.g. sevennet:7net-0
+        "calculator": ({**spec.member.identity(), "device": spec.member.device} if is_universal(spec) else None),
         "species": list(spec.member.type_names),
         "engine": spec.engine,
         "resumed_from": {"phase": resume[0], "step": resume[1]} if resume else None,
@@ -216,9 +238,14 @@ def _status(spec: RunSpec, out: Outcome, resume, natoms: int) -> dict:
         "files": {"dump": DUMP, "thermo": THERMO["production"], "log": rundir.LOG},
     }
     model = spec.member.ase_model if spec.engine == "python" else spec.member.pair_allegro_model
-    inputs = [spec.structure_file, spec.member.manifest]
-    if model is not None and Path(model).is_file():
-        inputs.append(model)
+    inputs = [p for p in (spec.structure_file, spec.member.manifest, model) if p is not None and Path(p).is_file()]
+    if is_universal(spec):
+        engine = f"LAMMPS Python module + fix external ({spec.member.name} ASE calculator, universal potential)"
+        model_block = {**spec.member.identity(), "device": spec.member.device, "role": "teacher"}
+    else:
+        engine = ("LAMMPS Python module + fix external (ASE-compiled Allegro model)" if spec.engine == "python"
+                  else f"LAMMPS pair_style allegro via '{spec.lammps_command}'")
+        model_block = {"member": spec.member.name, "manifest": str(spec.member.manifest)}
     status["provenance"] = provenance(
         stage=spec.stage,
         inputs=inputs,
@@ -226,10 +253,9 @@ def _status(spec: RunSpec, out: Outcome, resume, natoms: int) -> dict:
                                "lammps_command": spec.lammps_command if spec.engine != "python" else None},
         seeds={"seed": int(spec.seed), "velocity": "derived_seed(seed, 0)",
                "langevin": "derived_seed(seed, phase, segment start)"},
-        engine=("LAMMPS Python module + fix external (ASE-compiled Allegro model)" if spec.engine == "python"
-                else f"LAMMPS pair_style allegro via '{spec.lammps_command}'"),
+        engine=engine,
         ensemble={"production": s.production.describe(), "equilibration": s.equilibration.describe()},
-        model={"member": spec.member.name, "manifest": str(spec.member.manifest)},
+        model=model_block,
         disagreement_members=[m.name for m in spec.others] if spec.engine == "python" else [],
     )
     return status
