@@ -95,6 +95,28 @@ def test_nvt_md_dumps_unwrapped_coordinates_and_disagreement(ensemble_json, s1, 
     assert np.allclose(sigma_i, frame.arrays["force_dev"], atol=1e-5)
     assert abs(sigma_i.max() - dis[-1, 1]) < 1e-5
 
+    # post hoc (`ionflow md-disagreement`, the workflow's way) on the dumped frames gives the same table
+    # and candidates as the in-run monitor (dump precision: ~1e-6 A in the positions)
+    manifests = [str(m.manifest) for m in load_ensemble(ensemble_json)]
+    assert main(["md-disagreement", str(out), "--manifests", *manifests, "--every", "100",
+                 "--threshold-eV-A", "0.0"]) == 0
+    post = np.loadtxt(out / "disagreement.dat")
+    assert post[:, 0].tolist() == [0, 100, 200, 300]
+    assert np.allclose(post, dis[::2], atol=1e-4)
+    summary = json.loads((out / "disagreement.json").read_text())
+    assert summary["driver"] == st["member"] and summary["members"] == ["m0", "m1"]
+    assert summary["frames_evaluated"] == 4 and summary["candidates"] == 4
+    assert abs(summary["max_force_dev_eV_A"] - dis[::2, 1].max()) < 1e-4
+    assert [a.info["step"] for a in read(out / "candidates.extxyz", index=":")] == [0, 100, 200, 300]
+    # above every deviation: no candidates, and the earlier candidates file is gone
+    assert main(["md-disagreement", str(out), "--manifests", *manifests, "--every", "100",
+                 "--threshold-eV-A", "100"]) == 0
+    assert not (out / "candidates.extxyz").exists()
+    assert json.loads((out / "disagreement.json").read_text())["candidates"] == 0
+    # an interval between dumped frames, or a single member: one clear error, exit 2
+    assert main(["md-disagreement", str(out), "--manifests", *manifests, "--every", "15"]) == 2
+    assert main(["md-disagreement", str(out), "--manifests", manifests[0]]) == 2
+
 
 def test_nve_energy_error_scales_as_dt_squared(ensemble_json, s1, tmp_path):
     """Velocity Verlet with consistent forces: total-energy fluctuations ~ dt^2, so halving the

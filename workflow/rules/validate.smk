@@ -12,7 +12,6 @@ rule validate_stability:
     conda:
         "../../envs/environment.yml"
     input:
-        ensemble=f"{RESULTS}/models/ensemble.json",
         manifest=f"{RESULTS}/models/{{member}}/manifest.json",
         structure=lambda wc: ground_state(wc.structure),
     output:
@@ -30,7 +29,7 @@ rule validate_stability:
         runtime=section("validate")["stability"]["resources"]["runtime_min"],
         mem_mb=section("validate")["stability"]["resources"]["mem_mb"],
     shell:
-        "ionflow validate stability --ensemble {input.ensemble} --member {wildcards.member} "
+        "ionflow validate stability --manifest {input.manifest} "
         "--structure-file {input.structure} --structure {wildcards.structure} --out {params.run_dir} "
         "{params.options} > {log} 2>&1"
 
@@ -38,7 +37,6 @@ rule validate_minimize:
     conda:
         "../../envs/environment.yml"
     input:
-        ensemble=f"{RESULTS}/models/ensemble.json",
         manifest=f"{RESULTS}/models/{{member}}/manifest.json",
         structure=lambda wc: ground_state(wc.structure),
     output:
@@ -56,7 +54,7 @@ rule validate_minimize:
         runtime=30,
         mem_mb=4000,
     shell:
-        "ionflow validate minimize --ensemble {input.ensemble} --member {wildcards.member} "
+        "ionflow validate minimize --manifest {input.manifest} "
         "--structure-file {input.structure} --structure {wildcards.structure} --out {output.json} "
         "{params.options} > {log} 2>&1"
 

@@ -10,8 +10,10 @@ Layout of results/md/{structure}/{member}/{T}K/seed{s}/ (both engines):
   dump.lammpstrj             production frames, `ITEM: ATOMS id element xu yu zu`, sorted by id
                              (written as dump.partial.lammpstrj while running, renamed at the end)
   restart.<phase>.<step>.lmp latest restart (renamed into place only when complete)
-  disagreement.dat           step max_dev mean_dev energy_std_per_atom (python engine, >1 member)
+  disagreement.dat           step max_dev mean_dev energy_std_per_atom (in the run: python engine with
+                             >1 member; or post hoc: `ionflow md-disagreement`, the workflow's way)
   candidates.extxyz          frames whose ensemble force deviation exceeds the trust threshold
+  disagreement.json          summary of the post-hoc evaluation (stale once the run changes: removed)
   status.json                written last: ok | failed (+ reason, step)
 """
 
@@ -26,6 +28,7 @@ from .script import DUMP, DUMP_PARTIAL, PHASES, THERMO, THERMO_COLUMNS
 STATUS = "status.json"
 RUN_JSON = "run.json"
 DISAGREEMENT = "disagreement.dat"
+DISAGREEMENT_SUMMARY = "disagreement.json"   # written by `ionflow md-disagreement` (post hoc)
 CANDIDATES = "candidates.extxyz"
 LOG = "log.lammps"
 INPUT = "in.lammps"
@@ -49,7 +52,8 @@ def latest_restart(run_dir: Path) -> tuple[str, int] | None:
 
 
 def output_files(run_dir: Path) -> list[Path]:
-    names = [STATUS, DUMP, DUMP_PARTIAL, LOG, INPUT, DISAGREEMENT, CANDIDATES, ERROR_TXT, *THERMO.values()]
+    names = [STATUS, DUMP, DUMP_PARTIAL, LOG, INPUT, DISAGREEMENT, CANDIDATES, DISAGREEMENT_SUMMARY, ERROR_TXT,
+             *THERMO.values()]
     files = [run_dir / n for n in names]
     files += [p for p in run_dir.glob("restart.*.lmp*")]
     return [p for p in files if p.exists()]
@@ -191,6 +195,8 @@ def prepare_resume(run_dir: Path, phase: str, step: int) -> int:
         trim_table(run_dir / THERMO["production"], keep)
         trim_table(run_dir / DISAGREEMENT, keep)
         trim_extxyz(run_dir / CANDIDATES, keep)
+    if (run_dir / DISAGREEMENT_SUMMARY).exists():
+        (run_dir / DISAGREEMENT_SUMMARY).unlink()
     for p in run_dir.glob("restart.*.lmp.tmp"):
         p.unlink()
     for p in run_dir.glob("restart.*.lmp"):

@@ -70,20 +70,45 @@ def md_run_targets(wildcards=None):
     ]
 
 
+def disagreement_enabled():
+    """md.disagreement.enabled and a committee of at least 2 members."""
+    return bool(section("md")["disagreement"]["enabled"]) and len(ensemble_member_names()) >= 2
+
+
+def disagreement_manifests(wildcards=None):
+    """Manifests of the committee that re-evaluates a run: every train.ensemble member."""
+    return [f"{RESULTS}/models/{m}/manifest.json" for m in ensemble_member_names()]
+
+
+def md_disagreement_targets(wildcards=None):
+    """disagreement.json of every production run (none when disabled); like md_run_targets it may
+    evaluate the validation checkpoint."""
+    if not disagreement_enabled():
+        return []
+    return [
+        f"{md_run_dir(s, m, T, seed)}/disagreement.json"
+        for s in md_structures()
+        for m in md_run_members()
+        for T in md_temperatures()
+        for seed in md_seeds()
+    ]
+
+
 def md_targets():
-    """What the default target needs from this stage (safe at parse time): every run, or with
-    validate.exclude_failed_models the marker of rule md_all, whose input function waits for the
-    validation checkpoint."""
+    """What the default target needs from this stage (safe at parse time): every run and its
+    disagreement, or with validate.exclude_failed_models the marker of rule md_all, whose input
+    function waits for the validation checkpoint."""
     if section("validate").get("exclude_failed_models"):
         return [f"{MD}/all_runs.done"]
-    return md_run_targets()
+    return md_run_targets() + md_disagreement_targets()
 
 
 def md_options(md=None, engine=True):
     """`ionflow md` options from the md section (params: a changed value reruns the runs);
-    engine=False leaves out --engine/--lammps-command (`ionflow validate stability`)."""
+    engine=False leaves out --engine/--lammps-command (`ionflow validate stability`). The
+    disagreement settings are not among them: rule md_disagreement evaluates the finished runs."""
     md = md or section("md")
-    th, b, d = md["thermostat"], md["blowup"], md["disagreement"]
+    th, b = md["thermostat"], md["blowup"]
     opts = [
         f"--timestep-fs {md['timestep_fs']}",
         f"--steps {md['steps']}",
@@ -101,11 +126,7 @@ def md_options(md=None, engine=True):
         f"--min-distance-A {b['min_distance_A']}",
         f"--max-force-eV-A {b['max_force_eV_A']}",
         f"--check-every {b['check_every']}",
-        f"--disagreement-every {d['every']}",
-        f"--disagreement-threshold-eV-A {d['threshold_eV_A']}",
     ]
-    if not d["enabled"]:
-        opts.append("--no-disagreement")
     if engine:
         opts.append(f"--engine {md['engine']}")
         if md["engine"] == "lammps-command":

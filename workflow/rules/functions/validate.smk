@@ -12,7 +12,7 @@ def _stability_options():
     v, md = section("validate")["stability"], section("md")
     dump = v["dump_every"]
     restart = -(-v["steps"] // dump) * dump  # one segment: a multiple of dump_every >= steps
-    opts = md_options(md | {"disagreement": md["disagreement"] | {"enabled": False}}, engine=False)
+    opts = md_options(md, engine=False)
     return (
         f"{opts} --temperature {v['temperature_K']} --seed {v['seed']} --steps {v['steps']} "
         f"--timestep-fs {v['timestep_fs'] or md['timestep_fs']} --equilibration-steps 0 "
