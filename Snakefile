@@ -19,6 +19,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/md.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/teacher_student.smk"
 include: "workflow/rules/screening.smk"
 include: "workflow/rules/figures.smk"
 
