@@ -65,6 +65,8 @@ STAGES: tuple[Stage, ...] = (
           "rank screened structures by Xi then MPE"),
     Stage("figures", "ionflow.figures",
           "regenerate paper figures and results tables from result files only"),
+    Stage("summary", "ionflow.summary",
+          "print the results table, excluded models, screening ranking and time per stage"),
 )
 
 #: The nine stage commands the brief promises; the others are helpers of the workflow.
