@@ -29,8 +29,11 @@ RULE_STAGE = {
     "conductivity": "analyze", "combine_models": "analyze", "arrhenius": "analyze",
     "pes_scan": "screen", "pes_descriptors": "screen", "rank": "screen", "rank_vs_md": "screen",
     "figures": "figures",
+    "teacher_md": "teacher-student", "teacher_conductivity": "teacher-student",
+    "teacher_student_compare": "teacher-student",
 }
-STAGE_ORDER = ["ingest", "closepairs", "train", "validate", "md", "analyze", "screen", "figures"]
+STAGE_ORDER = ["ingest", "closepairs", "train", "validate", "md", "analyze", "screen", "figures",
+               "teacher-student"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +110,18 @@ def results_section(results: Path) -> list[str]:
                             f"{ex.get('reason')}")
     if excluded:
         out += ["Excluded from the ensemble averages (failed runs; see their status.json):", *excluded, ""]
+    teacher = sorted(results.glob("teacher_student/*K.json"))
+    if teacher:
+        from .analysis.teacher_student import summary_line
+
+        lines = []
+        for path in teacher:
+            try:
+                lines.append("  " + summary_line(json.loads(path.read_text())))
+            except (OSError, json.JSONDecodeError, KeyError, TypeError):
+                lines.append(f"  {path}: unreadable")
+        out += ["Teacher-student check (Allegro ensemble vs the universal potential that labeled its data)",
+                *lines, ""]
     ranking = results / "screening" / "ranking.csv"
     if ranking.is_file():
         rows = _read_csv(ranking)
