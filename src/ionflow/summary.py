@@ -68,6 +68,23 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def _not_converged(results: Path, rows: list[dict]) -> list[str]:
+    """The first not-converged reason of each ensemble result in ``rows`` (from its JSON)."""
+    reasons = []
+    for r in rows:
+        if r.get("converged") in ("True", "true", "1"):
+            continue
+        path = Path(r["result"]) if r.get("result") else None
+        if path is not None and not path.is_absolute() and not path.is_file():
+            path = results.parent / path
+        try:
+            reason = json.loads(path.read_text()).get("not_converged_reason") or "see the result JSON"
+        except (OSError, AttributeError, json.JSONDecodeError):
+            reason = "see the result JSON"
+        reasons.append(f"{r['structure']} {float(r['temperature_K']):g} K: {reason.split('; ')[0]}")
+    return reasons
+
+
 def results_section(results: Path) -> list[str]:
     out = []
     paper = results / "figures" / "paper"
@@ -79,7 +96,12 @@ def results_section(results: Path) -> list[str]:
                        [[r["structure"], f"{float(r['temperature_K']):g}",
                          _pm(r["sigma_tracer_S_cm"], r["sigma_tracer_sem_S_cm"], ".3g"),
                          _pm(r["sigma_full_S_cm"], r["sigma_full_sem_S_cm"], ".3g"),
-                         _pm(r["haven_ratio"], r["haven_ratio_sem"], ".2f"), r["converged"]] for r in rows]), ""]
+                         _pm(r["haven_ratio"], r["haven_ratio_sem"], ".2f"), r["converged"]] for r in rows])]
+        reasons = _not_converged(results, rows)
+        if reasons:
+            out += [f"Not converged ({len(reasons)} of {len(rows)}): a σ fitted to a sub-diffusive MSD likely "
+                    "overestimates it (the local slope still falls with lag); e.g.", f"  {reasons[0]}"]
+        out += [""]
     else:
         out += [f"(no {sigma}: run the figures target)", ""]
     if arr.is_file():
