@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -103,15 +102,9 @@ class Context:
 
 
 def _load_json(path: Path) -> dict:
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"unreadable JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise InputError(path, "expected a JSON object")
-    return doc
+    from .io.jsonio import read_json
+
+    return read_json(path, obj=True)
 
 
 def _num(v) -> float:

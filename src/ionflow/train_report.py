@@ -13,13 +13,13 @@ against the number of training frames (log-log) for members trained on nested fr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .io.jsonio import read_json
 
 COLUMNS = [  # (key in the row, CSV header, Markdown header, format)
     ("member", "member", "Model", "{}"),
@@ -52,20 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_member(manifest: Path) -> tuple[dict, dict]:
     """(manifest, metrics) of one member, with a clear error for a missing or malformed file."""
-    try:
-        man = json.loads(Path(manifest).read_text())
-    except FileNotFoundError:
-        raise InputError(manifest, "manifest not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(manifest, f"not valid JSON: {exc}") from None
+    man = read_json(manifest, "manifest not found", obj=True)
     for key in ("member", "metrics", "package", "compiled"):
         if key not in man:
             raise InputError(manifest, "not a member manifest (run 'ionflow train')", field=key)
     mpath = Path(manifest).parent / man["metrics"]
-    try:
-        met = json.loads(mpath.read_text())
-    except FileNotFoundError:
-        raise InputError(mpath, "metrics file named by the manifest not found") from None
+    met = read_json(mpath, "metrics file named by the manifest not found", obj=True)
     return man, met
 
 
@@ -202,12 +194,7 @@ def ensemble_record(entries, manifests, ensemble_path: Path, labels, prov) -> di
 def load_ensemble(path: str | Path) -> list[tuple[str, Path]]:
     """(member name, absolute manifest path) for each member of an ensemble.json, wherever it lies."""
     path = Path(path)
-    try:
-        rec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(path, "ensemble file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON: {exc}") from None
+    rec = read_json(path, "ensemble file not found")
     if not isinstance(rec, dict) or not rec.get("members"):
         raise InputError(path, "no members (expected output of 'ionflow metrics-table --ensemble')", field="members")
     out = []

@@ -10,7 +10,6 @@ seeds or more models would help. ``std_between_models`` is the model (epistemic)
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 from pathlib import Path
@@ -18,17 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, IonflowError
+from ..io.jsonio import read_json
 from .conductivity import QUANTITIES, SCHEMA
 
 
 def load_result(path) -> dict:
     p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "file not found")
-    try:
-        res = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(p, f"unreadable JSON ({exc})") from None
+    res = read_json(p)
     if not isinstance(res, dict) or res.get("schema") != SCHEMA:
         raise InputError(p, f"not an ionflow conductivity result (schema != {SCHEMA})", field="schema")
     if str(res.get("status", "ok")).lower() == "failed":

@@ -11,7 +11,6 @@ A universal potential can drive a run in place of a member (`ionflow md --calcul
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,16 +98,9 @@ def parse_calculator(text: str, device: str = "cpu") -> CalculatorModel:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        with open(path) as fh:
-            obj = json.load(fh)
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(obj, dict):
-        raise InputError(path, "expected a JSON object")
-    return obj
+    from ..io.jsonio import read_json
+
+    return read_json(path, obj=True)
 
 
 def load_member(manifest: str | Path) -> Member:

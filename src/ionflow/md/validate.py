@@ -245,14 +245,9 @@ MODEL_COLUMNS = ["member", "accepted", "stability_passed", "stability_failures",
 
 
 def _read_json(path: Path) -> dict:
-    from ..errors import InputError
+    from ..io.jsonio import read_json
 
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg})") from None
+    return read_json(path, obj=True)
 
 
 def stability_row(status: dict, path: Path) -> dict:
