@@ -232,6 +232,23 @@ def _scontrol_jobs() -> dict[str, dict[str, str]]:
     return jobs
 
 
+def test_smoke_config_plans_every_stage_of_the_demo(tmp_path):
+    """config/smoke.yaml is valid and its dry run plans every rule that the demo's plans."""
+    from ionflow.config import load_config
+
+    assert load_config(SMOKE)["results_dir"] != load_config(REPO / "config/config.yaml")["results_dir"]
+    plans = {}
+    for name, config in (("smoke", SMOKE), ("demo", REPO / "config/config.yaml")):
+        workdir = _smoke_workdir(tmp_path / name)
+        cmd, env = _smoke_cmd(workdir, "-n", "--cores", "2")
+        cmd[cmd.index(str(SMOKE))] = str(config)
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert res.returncode == 0, _failure(res, workdir)
+        plans[name] = job_counts(res.stdout + res.stderr)
+    assert set(plans["demo"]) <= set(plans["smoke"]), set(plans["demo"]) - set(plans["smoke"])
+    assert sum(plans["smoke"].values()) < sum(plans["demo"].values())
+
+
 @pytest.mark.slow
 def test_smoke_demo_through_slurm_matches_local_run(cluster, tmp_path):
     """config/smoke.yaml (every stage of the demo) run twice from scratch, locally with `--cores 2`
