@@ -149,6 +149,24 @@ def test_blowup_absurd_timestep_is_reported_failed(ensemble_json, s1, tmp_path, 
     assert (out / "dump.lammpstrj").exists()
 
 
+def test_blowup_during_equilibration_leaves_an_empty_dump(ensemble_json, s1, tmp_path):
+    """A run that blows up before production still ends with its declared outputs (an empty dump and a
+    failed status), so Snakemake goes on; the post-hoc disagreement has nothing to evaluate."""
+    from ionflow.md.models import load_ensemble
+
+    out = tmp_path / "blow_eq"
+    rc = main(md_args(ensemble_json, s1, out, "--timestep-fs", 20, "--steps", 100, "--equilibration-steps", 400,
+                      "--dump-every", 10, "--thermo-every", 10, "--restart-every", 100, temperature=900))
+    assert rc == 0
+    st = json.loads((out / "status.json").read_text())
+    assert st["status"] == "failed" and st["phase"] == "equilibration" and st["frames"] == 0
+    assert (out / "dump.lammpstrj").exists() and (out / "dump.lammpstrj").stat().st_size == 0
+    manifests = [str(m.manifest) for m in load_ensemble(ensemble_json)]
+    assert main(["md-disagreement", str(out), "--manifests", *manifests, "--every", "10"]) == 0
+    summary = json.loads((out / "disagreement.json").read_text())
+    assert summary["frames_evaluated"] == 0 and summary["run_status"] == "failed"
+
+
 class _FailingAfter:
     """An ASE calculator that evaluates the real model, then raises on call `n` (a crashing model)."""
 

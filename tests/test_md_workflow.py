@@ -75,11 +75,15 @@ def test_rule_commands_parse(ensemble_json, s1, tmp_path):
     cmds = [ln.split("Shell command:", 1)[1].strip() for ln in out.splitlines() if "Shell command: ionflow" in ln]
     assert sum(c.startswith("ionflow md ") for c in cmds) == 2 * 2 * 2  # members x T x seeds 0,1
     assert sum(c.startswith("ionflow validate ") for c in cmds) == 2 + 2 + 1
+    assert sum(c.startswith("ionflow md-disagreement ") for c in cmds) == 2 * 2 * 2
     parser = build_parser()
     for c in cmds:
         argv = shlex.split(c.split(" > ")[0])[1:]
         args = parser.parse_args(argv)
-        if args.stage == "md":
+        if args.stage == "md-disagreement":
+            assert len(args.manifests) == 2 and args.every == 50 and args.driver in ("m0", "m1")
+        elif args.stage == "md":
+            assert args.manifest is not None and args.ensemble is None   # its own member only
             assert args.engine == "lammps-command" and args.lammps_command == "srun lmp -k on g 1 -sf kk"
             assert args.seed in (0, 1) and args.temperature in (600.0, 900.0) and args.restart_every == 50
         elif args.check == "stability":
@@ -139,10 +143,13 @@ def test_validation_checkpoint_then_md_and_kill_resume_under_snakemake(ensemble_
 
     # the same command, uninterrupted
     ref = tmp_path / "ref"
-    assert main(["md", "--ensemble", str(a / "results/models/ensemble.json"), "--member", member,
+    assert main(["md", "--manifest", str(a / f"results/models/{member}/manifest.json"),
                  "--structure-file", str(a / "S1_gs.extxyz"), "--structure", "S1", "--temperature", "600",
                  "--seed", "3", "--out", str(ref), "--timestep-fs", "1.0", "--steps", "250",
                  "--equilibration-steps", "20", "--dump-every", "10", "--thermo-every", "10",
-                 "--restart-every", "50", "--disagreement-every", "50"]) == 0
-    for name in ("dump.lammpstrj", "thermo.dat", "thermo_equilibration.dat", "disagreement.dat"):
+                 "--restart-every", "50"]) == 0
+    for name in ("dump.lammpstrj", "thermo.dat", "thermo_equilibration.dat"):
         assert (killed / name).read_bytes() == (ref / name).read_bytes(), name
+    # the committee's post-hoc evaluation of the resumed run: every 50 steps of the 250
+    dis = json.loads((killed / "disagreement.json").read_text())
+    assert dis["frames_evaluated"] == 6 and dis["driver"] == member

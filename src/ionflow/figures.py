@@ -759,14 +759,16 @@ def prepare_arrhenius(ctx: Context, arr: dict) -> None:
                     T = [q["temperature_K"] for q in pts]
                     _errorbar_points(ax, T, [_num(q[key]["mean"]) for q in pts], [_num(q[key]["sem"]) for q in pts],
                                      fmt="o", ms=3, mfc="none", color=color(i), alpha=0.8, label=m)
-                    _draw_fit(ax, g[kind], max(T), color(i), band=False, ls=":", lw=0.7)
+                    if T:   # a member whose runs all failed has no points: listed, nothing to draw
+                        _draw_fit(ax, g[kind], max(T), color(i), band=False, ls=":", lw=0.7)
                 if "ensemble" in groups:
                     g = groups["ensemble"]
                     pts = g["points"]
                     T = [q["temperature_K"] for q in pts]
                     _errorbar_points(ax, T, [_num(q[key]["mean"]) for q in pts], [_num(q[key]["sem"]) for q in pts],
                                      fmt="o", ms=4, color="k", label="ensemble")
-                    _draw_fit(ax, g[kind], max(T), "k", label=_ea_label(g[kind]))
+                    if T:
+                        _draw_fit(ax, g[kind], max(T), "k", label=_ea_label(g[kind]))
                     at = g[kind].get("sigma_300K_S_cm")
                     if at and at.get("ci95"):
                         mm, (lo, hi) = at["mean"] * T_REF, (c * T_REF for c in at["ci95"])
@@ -799,7 +801,8 @@ def prepare_arrhenius(ctx: Context, arr: dict) -> None:
                 T = [q["temperature_K"] for q in pts]
                 _errorbar_points(ax, T, [_num(q[key]["mean"]) for q in pts], [_num(q[key]["sem"]) for q in pts],
                                  fmt="os^Dv"[i % 5], ms=4, color=color(i), label=f"{s}: {_ea_label(g[kind])}")
-                _draw_fit(ax, g[kind], max(T), color(i))
+                if T:
+                    _draw_fit(ax, g[kind], max(T), color(i))
             ax.set_yscale("log")
             ax.set_xlabel("1000/T (K$^{-1}$)")
             ax.set_title(title)

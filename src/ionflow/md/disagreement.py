@@ -153,15 +153,16 @@ def evaluate_run(run_dir: Path, manifests: list[Path], *, every: int, threshold_
         raise IonflowError(f"driver '{driver}' ({status_path} member) is not among --manifests {names}")
 
     dump = run_dir / rundir.DUMP
-    reader = TrajectoryReader(dump)
-    symbols = [str(x) for x in reader.symbols]
+    # a run that blew up before production has an empty dump: nothing to evaluate
+    reader = TrajectoryReader(dump) if rundir.dump_frame_count(dump) > 0 else None
+    symbols = [str(x) for x in reader.symbols] if reader is not None else []
     for m in members:
         missing = sorted(set(symbols) - set(m.type_names))
         if missing:
             raise InputError(m.manifest, f"species {missing} of {dump} are not in the model", "type_names")
 
     by_name = {m.name: m for m in members}
-    calcs = {m.name: load_calculator(m) for m in members}
+    calcs = {m.name: load_calculator(m) for m in members} if reader is not None else {}
     info = {"structure": status["structure"], "member": driver, "temperature": float(status["temperature_K"]),
             "seed": int(status["seed"]),
             "source": f"md:{status['structure']}/{driver}/{float(status['temperature_K']):g}K/seed{status['seed']}"}
@@ -170,7 +171,7 @@ def evaluate_run(run_dir: Path, manifests: list[Path], *, every: int, threshold_
     with atomic_path(table) as tmp_table, atomic_path(cand) as tmp_cand:
         monitor = DisagreementMonitor({n: c for n, c in calcs.items() if n != driver}, every, threshold_eV_A,
                                       tmp_table, tmp_cand, info)
-        for chunk in reader:
+        for chunk in reader if reader is not None else ():
             if chunk.timesteps is None:
                 raise InputError(dump, "no TIMESTEP values", "ITEM: TIMESTEP")
             for k in np.flatnonzero(chunk.timesteps % every == 0):

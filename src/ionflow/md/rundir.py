@@ -210,10 +210,14 @@ def prepare_resume(run_dir: Path, phase: str, step: int) -> int:
 
 
 def publish_dump(run_dir: Path) -> None:
-    """The run has ended: its dump gets its final name."""
-    partial = run_dir / DUMP_PARTIAL
+    """The run has ended: its dump gets its final name. A run that ended before production (blown up
+    during equilibration) gets an empty dump (0 frames; status.json says why), so the workflow's
+    declared output exists and the analysis excludes the run instead of the workflow stopping."""
+    partial, final = run_dir / DUMP_PARTIAL, run_dir / DUMP
     if partial.exists():
-        partial.replace(run_dir / DUMP)
+        partial.replace(final)
+    elif not final.exists():
+        final.touch()
 
 
 def finalize_tables(run_dir: Path) -> None:

@@ -129,12 +129,20 @@ def package(ckpt: Path, out: Path, *, env: dict, log) -> None:
 
 
 def compile_model(source: Path, out: Path, *, target: str, device: str, env: dict, log) -> None:
-    """nequip-compile --mode aotinductor (nequip checks the AOTI output against eager itself)."""
+    """nequip-compile --mode aotinductor (nequip checks the AOTI output against eager itself).
+
+    Each compile gets its own TorchInductor cache: two jobs compiling the same architecture at once
+    through a shared cache (the default /tmp/torchinductor_$USER) can produce a corrupt package
+    ("AOTIModelPackageLoader ... parse error ... empty input")."""
+    import tempfile
+
     tmp = out.with_name(f".tmp-{out.name}")
     tmp.unlink(missing_ok=True)
     try:
-        run_tool([tool("nequip-compile"), str(source), str(tmp), "--mode", "aotinductor",
-                  "--device", device, "--target", target], env=env, log=log, what=f"nequip-compile ({target})")
+        with tempfile.TemporaryDirectory(prefix=".inductor-cache-", dir=out.parent) as cache:
+            run_tool([tool("nequip-compile"), str(source), str(tmp), "--mode", "aotinductor",
+                      "--device", device, "--target", target], env={**env, "TORCHINDUCTOR_CACHE_DIR": cache},
+                     log=log, what=f"nequip-compile ({target})")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
