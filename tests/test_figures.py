@@ -352,3 +352,29 @@ def test_density_removes_framework_drift(tmp_path):
     for k in range(3):
         assert np.count_nonzero(h["hist"][k]) == 3 and h["hist"][k].sum() == 3 * n_frames
     assert np.allclose(h["framework_frac"] % 1.0, (fw / 8.0) % 1.0, atol=1e-6)
+
+
+def test_member_whose_runs_all_failed_is_listed_not_drawn(results, tmp_path, capsys):
+    """A member that blew up at every temperature has an Arrhenius group without points: the figures
+    still come out (no crash on max([]) of the empty point list)."""
+    part = tmp_path / "results"
+    shutil.copytree(results / "conductivity", part / "conductivity")
+    failed = []
+    for T in TEMPS:
+        run = tmp_path / "md" / f"{T:g}K"
+        run.mkdir(parents=True)
+        (run / "dump.lammpstrj").write_text("")
+        (run / "status.json").write_text(json.dumps(
+            {"status": "failed", "reason": "minimum interatomic distance 0.5 A < 1 A", "step": 10,
+             "dt_fs_between_frames": DT, "temperature_K": T, "seed": 0}))
+        out = part / "conductivity" / "S1" / "m9" / f"{T:g}K.json"
+        ok(["conductivity", run / "dump.lammpstrj", "--temperature", T, "--structure", "S1", "--model", "m9",
+            "-o", out])
+        assert json.loads(out.read_text())["status"] == "failed"
+        failed.append(out)
+    ens = [part / "conductivity" / "S1" / "ensemble" / f"{T:g}K.json" for T in TEMPS]
+    members = [part / "conductivity" / "S1" / m / f"{T:g}K.json" for m in MEMBERS for T in TEMPS]
+    ok(["arrhenius", *ens, *members, *failed, "-o", part / "arrhenius" / "S1.json"])
+    rc, _, err = cli(["figures", part, "-o", tmp_path / "figs", *FAST, "--formats", "png"], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "figs" / "arrhenius_S1.png").exists()
