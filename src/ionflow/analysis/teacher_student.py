@@ -167,7 +167,8 @@ def summary_line(res: dict) -> str:
             continue
         err = f" +- {q['ratio_sem']:.2g}" if q["ratio_sem"] is not None else ""
         v = "within" if q["within_factor"] else "OUTSIDE"
-        bits.append(f"{q['label']}: student/teacher = {q['ratio']:.3g}{err} ({v} factor {res['within_factor']:g})")
+        sure = "" if q.get("conclusive") else ", not conclusive at 2 sigma"
+        bits.append(f"{q['label']}: student/teacher = {q['ratio']:.3g}{err} ({v} factor {res['within_factor']:g}{sure})")
     return f"{res['structure']} {res['temperature_K']:g} K: " + "; ".join(bits)
 
 
