@@ -187,7 +187,10 @@ def evaluate_run(run_dir: Path, manifests: list[Path], *, every: int, threshold_
     if not has_candidates:
         os.unlink(cand)   # no stale candidates of an earlier evaluation
 
-    rows = np.loadtxt(table, comments="#", ndmin=2)
+    if monitor.n_evaluated:
+        rows = np.loadtxt(table, comments="#", ndmin=2)
+    else:   # header only (a run that blew up before production): no rows, no numpy "empty input" warning
+        rows = np.empty((0, 4))
     summary = {
         "structure": status["structure"], "temperature_K": float(status["temperature_K"]),
         "seed": int(status["seed"]), "driver": driver, "members": names,
