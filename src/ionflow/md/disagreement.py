@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def force_deviation(forces: np.ndarray) -> np.ndarray:
     """Per-atom force deviation sigma_i (eV/A) of an (M, N, 3) stack of member forces."""
     forces = np.asarray(forces, dtype=float)
@@ -36,6 +35,24 @@ def force_deviation(forces: np.ndarray) -> np.ndarray:
 
 
 HEADER = "# step max_force_dev_eV_A mean_force_dev_eV_A energy_std_eV_per_atom\n"
+
+
+def read_table(table: Path) -> np.ndarray:
+    """Rows (step, max dev, mean dev, energy std) of a disagreement.dat; (0, 4) when it is missing
+    or has the header only (a run that blew up before production)."""
+    if table.exists() and any(ln.strip() and not ln.startswith("#") for ln in table.read_text().splitlines()):
+        return np.loadtxt(table, comments="#", ndmin=2)
+    return np.empty((0, 4))
+
+
+def table_summary(rows: np.ndarray) -> dict:
+    """Frames evaluated and the maximum / mean of the per-frame maximum force deviation."""
+    return {
+        "frames_evaluated": int(rows.shape[0]),
+        "max_force_dev_eV_A": float(rows[:, 1].max()) if rows.size else None,
+        "mean_max_force_dev_eV_A": float(rows[:, 1].mean()) if rows.size else None,
+        "mean_energy_std_eV_per_atom": float(rows[:, 3].mean()) if rows.size else None,
+    }
 
 
 class DisagreementMonitor:
@@ -187,19 +204,12 @@ def evaluate_run(run_dir: Path, manifests: list[Path], *, every: int, threshold_
     if not has_candidates:
         os.unlink(cand)   # no stale candidates of an earlier evaluation
 
-    if monitor.n_evaluated:
-        rows = np.loadtxt(table, comments="#", ndmin=2)
-    else:   # header only (a run that blew up before production): no rows, no numpy "empty input" warning
-        rows = np.empty((0, 4))
     summary = {
         "structure": status["structure"], "temperature_K": float(status["temperature_K"]),
         "seed": int(status["seed"]), "driver": driver, "members": names,
         "run_status": status.get("status"),
         "every": int(every), "threshold_eV_A": float(threshold_eV_A),
-        "frames_evaluated": int(rows.shape[0]),
-        "max_force_dev_eV_A": float(rows[:, 1].max()) if rows.size else None,
-        "mean_max_force_dev_eV_A": float(rows[:, 1].mean()) if rows.size else None,
-        "mean_energy_std_eV_per_atom": float(rows[:, 3].mean()) if rows.size else None,
+        **table_summary(read_table(table)),
         "candidates": monitor.n_candidates,
         "candidates_file": rundir.CANDIDATES if has_candidates else None,
         "table": rundir.DISAGREEMENT,

@@ -16,6 +16,7 @@ from ..io.atomic import atomic_path, write_json
 from ..provenance import file_sha256, provenance
 from . import rundir
 from .blowup import Failure
+from .disagreement import read_table, table_summary
 from .models import CalculatorModel, Member
 from .script import DATA, DUMP, THERMO
 from .settings import ENGINES, MDSettings
@@ -265,17 +266,17 @@ def _disagreement_summary(run_dir: Path, s: MDSettings) -> dict | None:
     table = run_dir / rundir.DISAGREEMENT
     if not table.exists():
         return None
-    rows = np.loadtxt(table, comments="#", ndmin=2)
+    rows = read_table(table)
     cand = run_dir / rundir.CANDIDATES
     ncand = 0
     if cand.exists():
         ncand = int(np.count_nonzero((rows[:, 1] > s.disagreement.threshold_eV_A))) if rows.size else 0
+    summary = table_summary(rows)
+    summary.pop("mean_energy_std_eV_per_atom")   # not part of the in-run summary in status.json
     return {
         "every": s.disagreement.every,
         "threshold_eV_A": s.disagreement.threshold_eV_A,
-        "frames_evaluated": int(rows.shape[0]),
-        "max_force_dev_eV_A": float(rows[:, 1].max()) if rows.size else None,
-        "mean_max_force_dev_eV_A": float(rows[:, 1].mean()) if rows.size else None,
+        **summary,
         "candidates": ncand,
         "candidates_file": rundir.CANDIDATES if ncand else None,
     }
