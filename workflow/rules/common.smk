@@ -26,6 +26,11 @@ def section(name):
     return config.get(name, {})
 
 
+def seed_list(seeds):
+    """A config `seeds` value as a list: an int n means seeds 0..n-1."""
+    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+
+
 #: per-stage target functions, defined by the included rule files, in data-flow order
 STAGE_TARGETS = (
     "closepairs_targets",

@@ -5,8 +5,7 @@ def analysis_temperatures():
 
 
 def analysis_seeds():
-    seeds = section("md").get("seeds", [0])
-    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    return seed_list(section("md").get("seeds", [0]))
 
 
 def analysis_members():

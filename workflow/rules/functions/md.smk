@@ -38,8 +38,7 @@ def md_temperatures():
 
 
 def md_seeds():
-    seeds = section("md")["seeds"]
-    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    return seed_list(section("md")["seeds"])
 
 
 def md_run_members(wildcards=None):

@@ -25,8 +25,7 @@ def ts_temperature():
 
 
 def ts_seeds():
-    seeds = ts_section()["seeds"]
-    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    return seed_list(ts_section()["seeds"])
 
 
 def ts_md_options():
