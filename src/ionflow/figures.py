@@ -50,6 +50,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError, IonflowError
+from .io.jsonio import read_json
 from .figstyle import DOUBLE_COLUMN_IN, SINGLE_COLUMN_IN, Style, color
 
 SCHEMA = "ionflow.figures/1"
@@ -99,12 +100,6 @@ class Context:
     def add(self, job: Job) -> None:
         self.inputs.update(str(p) for p in job.inputs)
         self.jobs.append(job)
-
-
-def _load_json(path: Path) -> dict:
-    from .io.jsonio import read_json
-
-    return read_json(path, obj=True)
 
 
 def _num(v) -> float:
@@ -342,7 +337,7 @@ def prepare_dataset(ctx: Context) -> None:
     if not sp.is_file():
         ctx.skip("dataset", f"{sp} not found (ingest not run)")
         return
-    summary = _load_json(sp)
+    summary = read_json(sp, obj=True)
     mobile = summary.get("mobile") or ctx.mobile or "Li"
     partners = list(summary.get("partners") or [])
     per_frame = summary.get("min_distance_per_frame_A") or {}
@@ -557,7 +552,7 @@ def prepare_learning_curve(ctx: Context) -> None:
     if not lp.is_file():
         ctx.skip("learning curve", f"{lp} not found (optional target 'learning_curve' not run)")
         return
-    lc = _load_json(lp)
+    lc = read_json(lp, obj=True)
     pts = lc.get("points")
     if not isinstance(pts, list) or len(pts) < 2:
         raise InputError(lp, "needs at least two points", field="points")
@@ -623,7 +618,7 @@ def load_arrhenius(ctx: Context) -> dict:
     """{structure: (path, {model: group})} of results/arrhenius/S.json."""
     out = {}
     for p in sorted(ctx.path("arrhenius").glob("*.json")):
-        doc = _load_json(p)
+        doc = read_json(p, obj=True)
         if not isinstance(doc.get("groups"), list):
             raise InputError(p, "not an ionflow arrhenius result", field="groups")
         groups = {}
@@ -1053,7 +1048,7 @@ def _md_runs(ctx: Context) -> dict:
         st_path = d.parent / "status.json"
         ok, why = True, None
         if st_path.is_file():
-            st = _load_json(st_path)
+            st = read_json(st_path, obj=True)
             if str(st.get("status")).lower() != "ok":
                 ok, why = False, st.get("reason") or "status.json says failed"
         out.setdefault(d.parent.parent.parent.parent.name, {}).setdefault(T, []).append((d, ok, why))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.jsonio import read_json
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,10 @@ def parse_calculator(text: str, device: str = "cpu") -> CalculatorModel:
     return CalculatorModel(kind, model or CALCULATOR_KINDS[kind], modal or None, device)
 
 
-def _read_json(path: Path) -> dict:
-    from ..io.jsonio import read_json
-
-    return read_json(path, obj=True)
-
-
 def load_member(manifest: str | Path) -> Member:
     """Read one member manifest; paths inside are resolved against its directory."""
     manifest = Path(manifest)
-    m = _read_json(manifest)
+    m = read_json(manifest, obj=True)
     for key in ("type_names", "compiled"):
         if key not in m:
             raise InputError(manifest, "missing", key)
@@ -141,7 +136,7 @@ def load_ensemble(path: str | Path) -> list[Member]:
     the ensemble file's directory), else `manifest` (relative to the working directory, or to the
     ensemble file's directory)."""
     path = Path(path)
-    ens = _read_json(path)
+    ens = read_json(path, obj=True)
     members = ens.get("members")
     if not isinstance(members, list) or not members:
         raise InputError(path, "must be a non-empty list", "members")

@@ -244,12 +244,6 @@ MODEL_COLUMNS = ["member", "accepted", "stability_passed", "stability_failures",
                  "E_MAE_meV_per_atom", "F_MAE_eV_per_A", "S_MAE_eV_per_A3", "WS", "reasons"]
 
 
-def _read_json(path: Path) -> dict:
-    from ..io.jsonio import read_json
-
-    return read_json(path, obj=True)
-
-
 def stability_row(status: dict, path: Path) -> dict:
     from ..errors import InputError
 
@@ -342,11 +336,12 @@ def write_markdown(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 def run_table(args: argparse.Namespace) -> int:
     from ..io.atomic import write_json
+    from ..io.jsonio import read_json
     from ..provenance import provenance
 
-    stab = sorted((stability_row(_read_json(p), p) for p in args.stability),
+    stab = sorted((stability_row(read_json(p, obj=True), p) for p in args.stability),
                   key=lambda r: (r["member"], r["structure"]))
-    mini = sorted((minimize_row(_read_json(p), p) for p in args.minimize),
+    mini = sorted((minimize_row(read_json(p, obj=True), p) for p in args.minimize),
                   key=lambda r: (r["member"], r["structure"]))
     models = model_table(stab, mini, training_metrics(args.ensemble), args.require_minimize)
     out = args.out_dir
